@@ -1,0 +1,28 @@
+# Two commands for a fresh machine (see README):
+#   make demo   install, generate a small MsPacman dataset, train PermaKey briefly, write keypoint pictures
+#   make test   install, run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install test demo bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+# pytest exits 5 when it collects no tests: that is a broken suite, not a pass.
+test: install
+	$(PY) -m pytest -q tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
+
+demo: install
+	$(PY) preprocess.py generate with env=mspacman num_frames=5000
+
+clean:
+	rm -rf $(VENV)
