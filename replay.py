@@ -1,0 +1,110 @@
+"""Episodic sequence replay for the recurrent agent (SPEC section 4).
+
+Whole episodes (one per life in training) are stored, counted and evicted as units.
+Sampled windows of `sequence_length` steps (window_size + n_step + 1) never cross an
+episode boundary.
+"""
+import collections
+
+import numpy as np
+
+import runs
+
+class EpisodeReplay:
+    """Whole episodes, the oldest evicted first; windows sampled inside one episode.
+
+    Steps arrive one at a time through `add`; an episode becomes sampleable when its
+    last step (done=True) arrives. A step holds the uint8 frame acted on, the action
+    taken, the reward received and whether that transition ended the episode, plus
+    optional per-frame extras named by the caller (e.g. keypoint centres [K, 2]
+    computed while acting, so the frozen keypoint model is not re-run on replay).
+
+    Sampling: a window's first step is drawn uniformly among all stored steps, and the
+    window holds the following `sequence_length` steps of that episode. A window that
+    reaches the episode's end is padded after it: padded steps have zero frame and
+    extras, action 0, reward 0, done 1 and mask 0. Padding rather than excluding such
+    windows keeps every step trainable: the loss covers only a window's first steps,
+    so without padding an episode's last steps (including the terminal transition, the
+    only place a done stops the bootstrap) would never carry a loss, and episodes
+    shorter than a window would never be used. Padding never leaks into a target:
+    the done before it ends the n-step return.
+    """
+
+    def __init__(self, capacity, sequence_length, seed=None):
+        """capacity: episodes kept; sequence_length: steps per sampled window."""
+        for name, value in (("capacity", capacity), ("sequence_length", sequence_length)):
+            if not (isinstance(value, (int, np.integer)) and value >= 1):
+                raise runs.ConfigError(f"replay {name}={value!r}: expected an integer >= 1")
+        self.sequence_length = sequence_length
+        self._episodes = collections.deque(maxlen=capacity)
+        self._current = collections.defaultdict(list)
+        self._field_specs = None       # {name: (shape, dtype)}, fixed by the first step
+        self._rng = np.random.default_rng(seed)
+
+    @property
+    def num_episodes(self):
+        """Complete episodes stored."""
+        return len(self._episodes)
+
+    @property
+    def num_steps(self):
+        """Steps in the complete episodes stored."""
+        return sum(len(episode["actions"]) for episode in self._episodes)
+
+    def add(self, frame, action, reward, done, **extras):
+        """Append one step to the current episode; `done` closes the episode."""
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8:
+            raise ValueError(f"frames are stored as uint8, got {frame.dtype}")
+        step = {"frames": frame, "actions": np.asarray(action, np.int32),
+                "rewards": np.asarray(reward, np.float32),
+                "dones": np.asarray(done, np.float32)}
+        step.update({name: np.asarray(value) for name, value in extras.items()})
+        self._check_fields(step)
+        for name, value in step.items():
+            self._current[name].append(value)
+        if done:
+            self._episodes.append({name: np.stack(values)
+                                   for name, values in self._current.items()})
+            self._current.clear()
+
+    def _check_fields(self, step):
+        """Every step must carry the same fields, shapes and dtypes as the first one."""
+        specs = {name: (value.shape, value.dtype) for name, value in step.items()}
+        if self._field_specs is None:
+            self._field_specs = specs
+        elif specs != self._field_specs:
+            raise ValueError(f"step fields {specs} differ from the first step's "
+                             f"{self._field_specs}")
+
+    def sample(self, batch_size):
+        """Windows [batch_size, sequence_length, ...] as a dict of numpy arrays.
+
+        Keys: "frames" (uint8), "actions", "rewards", "dones", each extra, and "mask"
+        (float32, 1 on real steps, 0 on padding).
+        """
+        if not self._episodes:
+            raise ValueError("the replay holds no complete episode yet")
+        lengths = np.array([len(episode["actions"]) for episode in self._episodes])
+        first_steps = np.cumsum(lengths) - lengths             # global index of step 0
+        starts = self._rng.integers(lengths.sum(), size=batch_size)
+        episode_ids = np.searchsorted(first_steps, starts, side="right") - 1
+        offsets = starts - first_steps[episode_ids]
+
+        windows = self._padding(batch_size)
+        for row, (episode_id, offset) in enumerate(zip(episode_ids, offsets)):
+            episode = self._episodes[episode_id]
+            stop = min(offset + self.sequence_length, lengths[episode_id])
+            for name, values in episode.items():
+                windows[name][row, :stop - offset] = values[offset:stop]
+            windows["mask"][row, :stop - offset] = 1.0
+        return windows
+
+    def _padding(self, batch_size):
+        """All-padding windows: zeros everywhere but dones = 1 (mask = 0)."""
+        shape = (batch_size, self.sequence_length)
+        windows = {name: np.zeros(shape + step_shape, dtype)
+                   for name, (step_shape, dtype) in self._field_specs.items()}
+        windows["dones"][:] = 1.0
+        windows["mask"] = np.zeros(shape, np.float32)
+        return windows
