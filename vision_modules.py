@@ -4,7 +4,11 @@ Architecture facts follow SPEC.md sections 2 and 3. Images are NHWC float32 in [
 keypoint centres are (y, x) in [-1, 1], y growing downward. All modules are Sonnet 2
 and run eagerly or inside `tf.function`.
 """
+import numpy as np
+import sonnet as snt
 import tensorflow as tf
+
+import runs
 
 
 def _axis_expectation(feature_map, axis):
@@ -42,3 +46,408 @@ def gaussian_heatmaps(centres, height, width, std):
     xs = tf.linspace(-1.0, 1.0, width)[tf.newaxis, :, tf.newaxis]   # [1, W, 1]
     squared_distance = tf.square(ys - mu_y) + tf.square(xs - mu_x)  # [B, H, W, K]
     return tf.exp(-squared_distance / (std * std))
+
+
+# --------------------------------------------------------------------------------------
+# Conv towers.
+
+def _upsample(inputs, factor, method):
+    """Resize [B, H, W, C] by an integer factor with `method` ("nearest" or "bilinear")."""
+    size = tf.shape(inputs)[1:3] * factor
+    return tf.image.resize(inputs, size, method=method)
+
+
+class ConvStack(snt.Module):
+    """Layers of conv -> BN -> activation; returns every layer's output.
+
+    The one conv-tower builder used by the VAE encoder and decoder, the PointNet and the
+    Transporter networks. `layer_specs` holds (channels, kernel, stride) per layer; with
+    `resample`:
+      "down":                conv with that stride (encoders);
+      "nearest", "bilinear": upsample by the stride with that method, then a stride-1
+                             conv (decoders);
+      "transpose":           transposed conv with that stride (the "deconv" decoder).
+    Hidden layers use ReLU, the last layer `final_activation`. Convs carry no bias: the
+    BN offset that follows makes it redundant (deviation from the authors' layers, same
+    function class).
+    """
+
+    _RESAMPLE_MODES = ("down", "nearest", "bilinear", "transpose")
+
+    def __init__(self, layer_specs, resample="down", final_activation=tf.nn.relu,
+                 name=None):
+        super().__init__(name=name)
+        if resample not in self._RESAMPLE_MODES:
+            raise ValueError(f"resample={resample!r}, expected one of {self._RESAMPLE_MODES}")
+        self._resample = resample
+        self._final_activation = final_activation
+        self._strides = [stride for _, _, stride in layer_specs]
+        conv_class = snt.Conv2DTranspose if resample == "transpose" else snt.Conv2D
+        upsampling = resample in ("nearest", "bilinear")
+        self.convs = [
+            conv_class(channels, kernel, stride=1 if upsampling else stride,
+                       with_bias=False, name=f"conv_{i}")
+            for i, (channels, kernel, stride) in enumerate(layer_specs)]
+        self.norms = [snt.BatchNorm(create_scale=True, create_offset=True, name=f"bn_{i}")
+                      for i in range(len(layer_specs))]
+
+    def __call__(self, inputs, is_training):
+        outputs = []
+        net = inputs
+        last = len(self.convs) - 1
+        for i, (conv, norm, stride) in enumerate(zip(self.convs, self.norms, self._strides)):
+            if stride > 1 and self._resample in ("nearest", "bilinear"):
+                net = _upsample(net, stride, self._resample)
+            net = norm(conv(net), is_training=is_training)
+            net = self._final_activation(net) if i == last else tf.nn.relu(net)
+            outputs.append(net)
+        return outputs
+
+
+class Keypointer(snt.Module):
+    """Conv tower -> 1x1 conv to K maps -> keypoint centres and Gaussian heatmaps.
+
+    PermaKey's PointNet (input: error maps) and Transporter's keypointer (input: frames)
+    differ only in their tower.
+    """
+
+    def __init__(self, layer_specs, num_keypoints, gauss_std, name=None):
+        super().__init__(name=name)
+        self._gauss_std = gauss_std
+        self.conv_stack = ConvStack(layer_specs)
+        self.to_keypoint_maps = snt.Conv2D(num_keypoints, 1, name="to_keypoint_maps")
+
+    def __call__(self, inputs, is_training):
+        """Returns centres [B, K, 2] and heatmaps [B, h, w, K] on the tower's output grid."""
+        features = self.conv_stack(inputs, is_training)[-1]
+        keypoint_maps = self.to_keypoint_maps(features)             # [B, h, w, K]
+        centres = keypoint_centres(keypoint_maps)                   # [B, K, 2]
+        grid = tf.shape(keypoint_maps)
+        heatmaps = gaussian_heatmaps(centres, grid[1], grid[2], self._gauss_std)
+        return centres, heatmaps
+
+
+# --------------------------------------------------------------------------------------
+# PermaKey: VAE, local spatial prediction (LSP), PointNet.
+
+# (channels, kernel, stride). Maps for 84 x 84 input: 84x84x32, 42x42x64, 21x21x64,
+# 21x21x128. The PointNet uses the same tower on the error maps.
+PERMAKEY_ENCODER_LAYERS = ((32, 4, 1), (64, 3, 2), (64, 3, 2), (128, 3, 1))
+# Strides here are nearest / transposed upsampling factors: 21 -> 42 -> 84.
+PERMAKEY_DECODER_LAYERS = ((128, 3, 1), (64, 3, 2), (64, 3, 2), (32, 3, 1), (16, 4, 1),
+                           (3, 4, 1))
+DECODER_RESAMPLE = {"conv": "nearest", "deconv": "transpose"}
+
+
+def encoder_map_sizes(image_size):
+    """Side of each PermaKey encoder activation map ("same" padding: ceil per stride)."""
+    sizes = []
+    size = image_size
+    for _, _, stride in PERMAKEY_ENCODER_LAYERS:
+        size = -(-size // stride)
+        sizes.append(size)
+    return sizes
+
+
+class VAEEncoder(snt.Module):
+    """Images -> (mean, scale) of q(z | x) and the four conv activations."""
+
+    def __init__(self, latent_dim_size, name=None):
+        super().__init__(name=name)
+        self.conv_stack = ConvStack(PERMAKEY_ENCODER_LAYERS)
+        self.to_latent = snt.Linear(2 * latent_dim_size, name="to_latent")
+
+    def __call__(self, images, is_training):
+        activations = self.conv_stack(images, is_training)
+        flat = snt.flatten(activations[-1])                          # [B, 21*21*128]
+        mean, raw_scale = tf.split(self.to_latent(flat), 2, axis=-1)  # [B, latent] each
+        return mean, tf.nn.softplus(raw_scale), activations
+
+
+class VAEDecoder(snt.Module):
+    """Latent [B, latent] -> image [B, S, S, 3] in [0, 1] via a (S/4) x (S/4) x 1 grid."""
+
+    def __init__(self, decoder_type, image_size, name=None):
+        super().__init__(name=name)
+        self._grid_size = image_size // 4
+        self.to_grid = snt.Linear(self._grid_size ** 2, name="to_grid")
+        self.conv_stack = ConvStack(PERMAKEY_DECODER_LAYERS,
+                                    resample=DECODER_RESAMPLE[decoder_type],
+                                    final_activation=tf.nn.sigmoid)
+
+    def __call__(self, z, is_training):
+        grid = tf.nn.relu(self.to_grid(z))                           # [B, S/4 * S/4]
+        grid = tf.reshape(grid, [-1, self._grid_size, self._grid_size, 1])
+        return self.conv_stack(grid, is_training)[-1]                # [B, S, S, 3]
+
+
+class LocalSpatialPredictor(snt.Module):
+    """Predicts every p x p cell of an activation map from its 8 neighbouring cells.
+
+    The authors' MLP is Dense(8ppC) -> Dense(512) -> Dense(256) (BN + ReLU each) ->
+    linear Dense(ppC), applied to the 8 neighbour cells of each cell of the map zero
+    padded by p. The first Dense is computed as ONE convolution: a 3p x 3p kernel with
+    its centre p x p masked to zero, stride p, on the padded map, so the 8x copy of the
+    map that explicit patch extraction needs never exists. The remaining layers are
+    matmuls on [B * cells, features] rows.
+    """
+
+    def __init__(self, patch_size, channels, name=None):
+        super().__init__(name=name)
+        p = patch_size
+        self.patch_size = p
+        self._cell_size = p * p * channels
+        neighbours_size = 8 * self._cell_size
+        # Truncated normal with stddev 1/sqrt(fan_in), Sonnet's default, with fan_in the
+        # 8 unmasked neighbour cells. No bias: BN follows.
+        init = snt.initializers.TruncatedNormal(stddev=neighbours_size ** -0.5)
+        self.neighbour_kernel = tf.Variable(
+            init([3 * p, 3 * p, channels, neighbours_size], tf.float32),
+            name="neighbour_kernel")
+        centre = np.zeros([3 * p, 3 * p, 1, 1], np.float32)
+        centre[p:2 * p, p:2 * p] = 1.0
+        self._neighbour_mask = tf.constant(1.0 - centre)            # [3p, 3p, 1, 1]
+        self.neighbour_norm = snt.BatchNorm(True, True, name="neighbour_bn")
+        self.hidden_layers = [snt.Linear(size, with_bias=False, name=f"hidden_{size}")
+                              for size in (512, 256)]
+        self.hidden_norms = [snt.BatchNorm(True, True, name=f"hidden_bn_{size}")
+                             for size in (512, 256)]
+        self.prediction_layer = snt.Linear(self._cell_size, name="prediction")
+
+    def neighbour_features(self, activation):
+        """First layer (before BN): [B, H, W, C] -> [B, H/p, W/p, 8ppC]."""
+        p = self.patch_size
+        padded = tf.pad(activation, [[0, 0], [p, p], [p, p], [0, 0]])
+        kernel = self.neighbour_kernel * self._neighbour_mask
+        return tf.nn.conv2d(padded, kernel, strides=p, padding="VALID")
+
+    def predict_from_neighbour_features(self, features, is_training):
+        """Rest of the MLP: [B, h, w, 8ppC] first-layer outputs -> [B, h, w, ppC]."""
+        cells = tf.shape(features)[:3]
+        net = tf.nn.relu(self.neighbour_norm(features, is_training=is_training))
+        net = tf.reshape(net, [-1, net.shape[-1]])                  # [B*h*w, 8ppC]
+        for layer, norm in zip(self.hidden_layers, self.hidden_norms):
+            net = tf.nn.relu(norm(layer(net), is_training=is_training))
+        prediction = self.prediction_layer(net)                     # [B*h*w, ppC]
+        return tf.reshape(prediction, tf.concat([cells, [self._cell_size]], axis=0))
+
+    def __call__(self, activation, is_training):
+        """Returns (prediction, target), both [B, H/p, W/p, ppC].
+
+        The target is the cell itself, space_to_depth(activation, p).
+        """
+        features = self.neighbour_features(activation)
+        prediction = self.predict_from_neighbour_features(features, is_training)
+        p = self.patch_size
+        target = tf.nn.space_to_depth(activation, p) if p > 1 else activation  # op needs p >= 2
+        return prediction, target
+
+
+def cell_error_map(prediction, target):
+    """Per-cell predictability error [B, h, w, 1].
+
+    Mean squared error over the cell's p*p*C values divided by (mean target value +
+    1e-3): a cell that is hard to predict relative to how active it is scores high.
+    """
+    squared_error = tf.reduce_mean(tf.square(prediction - target), axis=-1, keepdims=True)
+    return squared_error / (tf.reduce_mean(target, axis=-1, keepdims=True) + 1e-3)
+
+
+def min_max_normalise(maps):
+    """Scale each image's channel of [B, H, W, C] to [0, 1]; a constant channel -> 0."""
+    low = tf.reduce_min(maps, axis=[1, 2], keepdims=True)
+    high = tf.reduce_max(maps, axis=[1, 2], keepdims=True)
+    return tf.math.divide_no_nan(maps - low, high - low)
+
+
+def stack_error_maps(cell_maps, image_size):
+    """Per-layer cell maps -> [B, S, S, L]: nearest resize to S x S, stack, normalise."""
+    resized = [tf.image.resize(cell_map, [image_size, image_size], method="nearest")
+               for cell_map in cell_maps]
+    return min_max_normalise(tf.concat(resized, axis=-1))
+
+
+def _config_check(ok, message):
+    if not ok:
+        raise runs.ConfigError(message)
+
+
+class PermaKey(snt.Module):
+    """VAE encoder/decoder, one LocalSpatialPredictor per LSP layer, and a PointNet.
+
+    The three parts have separate objectives (SPEC 2). The forward pass enforces it with
+    tf.stop_gradient: the LSP predictors see the encoder activations as constants and
+    the PointNet sees the error maps as constants, so any loss built from the outputs
+    trains each part only through its own term.
+    """
+
+    def __init__(self, num_keypoints, lsp_layers=(0, 1), patch_sizes=(2, 2),
+                 latent_dim_size=32, decoder_type="conv", gauss_std=0.12, image_size=84,
+                 name=None):
+        super().__init__(name=name)
+        lsp_layers, patch_sizes = tuple(lsp_layers), tuple(patch_sizes)
+        _config_check(isinstance(num_keypoints, int) and num_keypoints >= 1,
+                      f"num_keypoints={num_keypoints!r}: expected an integer >= 1")
+        _config_check(image_size % 4 == 0,
+                      f"image_size={image_size!r}: expected a multiple of 4")
+        _config_check(decoder_type in DECODER_RESAMPLE,
+                      f"decoder_type={decoder_type!r}: expected one of "
+                      f"{sorted(DECODER_RESAMPLE)}")
+        num_layers = len(PERMAKEY_ENCODER_LAYERS)
+        _config_check(len(lsp_layers) >= 1 and all(l in range(num_layers) for l in lsp_layers),
+                      f"lsp_layers={lsp_layers}: expected one or more encoder layer "
+                      f"indices in 0..{num_layers - 1}")
+        _config_check(len(patch_sizes) == len(lsp_layers),
+                      f"patch_sizes={patch_sizes}: expected one patch size per lsp layer "
+                      f"({len(lsp_layers)} for lsp_layers={lsp_layers})")
+        map_sizes = encoder_map_sizes(image_size)
+        for layer, p in zip(lsp_layers, patch_sizes):
+            _config_check(isinstance(p, int) and p >= 1 and map_sizes[layer] % p == 0,
+                          f"patch_sizes: {p!r} for lsp layer {layer} must be a positive "
+                          f"divisor of its {map_sizes[layer]}x{map_sizes[layer]} map")
+        self._lsp_layers = lsp_layers
+        self._image_size = image_size
+
+        self.encoder = VAEEncoder(latent_dim_size)
+        self.decoder = VAEDecoder(decoder_type, image_size)
+        self.lsp_mlps = [
+            LocalSpatialPredictor(p, PERMAKEY_ENCODER_LAYERS[layer][0], name=f"lsp_{layer}")
+            for layer, p in zip(lsp_layers, patch_sizes)]
+        self.pnet = Keypointer(PERMAKEY_ENCODER_LAYERS, num_keypoints, gauss_std,
+                               name="pnet")
+
+    @property
+    def lsp_layers(self):
+        return self._lsp_layers
+
+    @property
+    def vae_variables(self):
+        return self.encoder.trainable_variables + self.decoder.trainable_variables
+
+    @property
+    def lsp_variables(self):
+        return sum((mlp.trainable_variables for mlp in self.lsp_mlps), ())
+
+    @property
+    def pnet_variables(self):
+        return self.pnet.trainable_variables
+
+    def _local_spatial_prediction(self, activations, is_training):
+        """LSP on the chosen (gradient-stopped) activations, and the error maps."""
+        predictions, targets, cell_maps = [], [], []
+        for layer, mlp in zip(self._lsp_layers, self.lsp_mlps):
+            prediction, target = mlp(tf.stop_gradient(activations[layer]), is_training)
+            predictions.append(prediction)
+            targets.append(target)
+            cell_maps.append(cell_error_map(prediction, target))
+        error_maps = stack_error_maps(cell_maps, self._image_size)   # [B, S, S, L]
+        return predictions, targets, cell_maps, tf.stop_gradient(error_maps)
+
+    def __call__(self, images, is_training):
+        """images [B, S, S, 3] in [0, 1] -> dict of outputs (see the keys below).
+
+        is_training (Python bool) selects BN batch statistics and sampling z from
+        q(z | x); at inference z is the posterior mean.
+        """
+        z_mean, z_scale, activations = self.encoder(images, is_training)
+        z = z_mean + z_scale * tf.random.normal(tf.shape(z_mean)) if is_training else z_mean
+        recon = self.decoder(z, is_training)
+        predictions, targets, cell_maps, error_maps = self._local_spatial_prediction(
+            activations, is_training)
+        centres, heatmaps = self.pnet(error_maps, is_training)
+        return {
+            "recon": recon,                          # [B, S, S, 3]
+            "z_mean": z_mean,                        # [B, latent]
+            "z_scale": z_scale,                      # [B, latent]
+            "activations": activations,              # 4 maps, see PERMAKEY_ENCODER_LAYERS
+            "features": activations[self._lsp_layers[-1]],  # last LSP layer, for the agent
+            "lsp_predictions": predictions,          # per LSP layer [B, h, w, ppC]
+            "lsp_targets": targets,                  # per LSP layer [B, h, w, ppC]
+            "raw_error_maps": cell_maps,             # per LSP layer [B, h, w, 1]
+            "error_maps": error_maps,                # [B, S, S, L], stopped, in [0, 1]
+            "centres": centres,                      # [B, K, 2]
+            "heatmaps": heatmaps,                    # [B, S/4, S/4, K] (PointNet grid)
+        }
+
+    def keypoints_and_features(self, images, is_training=False):
+        """Centres [B, K, 2], PointNet-grid heatmaps, last-LSP-layer features (no decoder)."""
+        _, _, activations = self.encoder(images, is_training)
+        error_maps = self._local_spatial_prediction(activations, is_training)[-1]
+        centres, heatmaps = self.pnet(error_maps, is_training)
+        return centres, heatmaps, activations[self._lsp_layers[-1]]
+
+    def keypoints(self, images, is_training=False):
+        """Centres [B, K, 2] and heatmaps [B, S/4, S/4, K] on the PointNet grid."""
+        centres, heatmaps, _ = self.keypoints_and_features(images, is_training)
+        return centres, heatmaps
+
+
+# --------------------------------------------------------------------------------------
+# Transporter (Kulkarni et al. 2019) as re-implemented in the paper.
+
+# (channels, kernel, stride): 84x84x16, 84x84x16, 42x42x32, 42x42x32. Also the
+# keypointer's backbone (its own copy).
+TRANSPORTER_ENCODER_LAYERS = ((16, 3, 1), (16, 3, 1), (32, 3, 2), (32, 3, 1))
+# The stride-2 layer is preceded by a 2x bilinear upsample: 42 -> 84.
+TRANSPORTER_DECODER_LAYERS = ((128, 3, 1), (128, 3, 1), (64, 3, 2), (32, 3, 1), (3, 3, 1))
+
+
+def transport(features_a, features_b, heatmaps_a, heatmaps_b):
+    """Moves features at a's keypoints out and b's features at b's keypoints in.
+
+    features [B, H, W, C], heatmaps [B, H, W, K]. SPEC 3: starting from a's features,
+    for each keypoint k in turn
+        f <- f * (1 - h_a[k]) * (1 - h_b[k]) + h_b[k] * features_b.
+    Gradients are stopped on a's features and heatmaps. Every step is linear in
+    (features_a, features_b), so f = w_a * features_a + w_b * features_b; the loop runs
+    on the single-channel weights w_a, w_b [B, H, W, 1] rather than on C-channel
+    features, and the result is the same.
+    """
+    features_a = tf.stop_gradient(features_a)
+    heatmaps_a = tf.stop_gradient(heatmaps_a)
+    weight_a = tf.ones_like(heatmaps_a[..., :1])                    # [B, H, W, 1]
+    weight_b = tf.zeros_like(weight_a)                              # [B, H, W, 1]
+    for k in range(heatmaps_b.shape[-1]):
+        h_a, h_b = heatmaps_a[..., k:k + 1], heatmaps_b[..., k:k + 1]
+        keep = (1.0 - h_a) * (1.0 - h_b)
+        weight_a = weight_a * keep
+        weight_b = weight_b * keep + h_b
+    return weight_a * features_a + weight_b * features_b            # [B, H, W, C]
+
+
+class Transporter(snt.Module):
+    """Encoder features + keypointer; reconstructs frame b by transporting a's features."""
+
+    def __init__(self, num_keypoints, gauss_std=0.1, image_size=84, name=None):
+        super().__init__(name=name)
+        _config_check(isinstance(num_keypoints, int) and num_keypoints >= 1,
+                      f"num_keypoints={num_keypoints!r}: expected an integer >= 1")
+        _config_check(image_size % 2 == 0,
+                      f"image_size={image_size!r}: expected an even number")
+        self.encoder = ConvStack(TRANSPORTER_ENCODER_LAYERS, name="encoder")
+        self.keypointer = Keypointer(TRANSPORTER_ENCODER_LAYERS, num_keypoints, gauss_std,
+                                     name="keypointer")
+        self.decoder = ConvStack(TRANSPORTER_DECODER_LAYERS, resample="bilinear",
+                                 final_activation=tf.nn.sigmoid, name="decoder")
+
+    def keypoints(self, images, is_training=False):
+        """Centres [B, K, 2], heatmaps [B, S/2, S/2, K], features [B, S/2, S/2, 32]."""
+        features = self.encoder(images, is_training)[-1]
+        centres, heatmaps = self.keypointer(images, is_training)
+        return centres, heatmaps, features
+
+    def __call__(self, frame_a, frame_b, is_training):
+        """Frames [B, S, S, 3] in [0, 1] -> dict; "recon" reconstructs frame_b.
+
+        The two frames go through the networks in separate calls so that batch-norm
+        statistics of frame b do not depend on frame a (a's branch gets no gradient).
+        """
+        centres_a, heatmaps_a, features_a = self.keypoints(frame_a, is_training)
+        centres_b, heatmaps_b, features_b = self.keypoints(frame_b, is_training)
+        transported = transport(features_a, features_b, heatmaps_a, heatmaps_b)
+        return {
+            "recon": self.decoder(transported, is_training)[-1],    # [B, S, S, 3]
+            "centres_a": centres_a, "centres_b": centres_b,         # [B, K, 2]
+            "heatmaps_a": heatmaps_a, "heatmaps_b": heatmaps_b,     # [B, S/2, S/2, K]
+            "features_a": features_a, "features_b": features_b,     # [B, S/2, S/2, 32]
+        }

@@ -1,6 +1,7 @@
 """Tests for vision_modules: keypoint helpers, PermaKey and Transporter networks."""
 import numpy as np
 import pytest
+import sonnet as snt
 import tensorflow as tf
 
 import vision_modules
@@ -64,3 +65,263 @@ def test_keypoint_helpers_run_inside_tf_function():
 
     out = centres_then_heatmaps(tf.random.normal([2, 21, 21, 5]))
     assert out.shape == (2, 21, 21, 5)
+
+
+# --------------------------------------------------------------------------------------
+# Conv towers.
+
+@pytest.mark.parametrize("resample, expected_side", [
+    ("down", 2), ("nearest", 32), ("bilinear", 32), ("transpose", 32)])
+def test_conv_stack_resamples_by_the_strides(resample, expected_side):
+    stack = vision_modules.ConvStack(((4, 3, 2), (5, 3, 1), (6, 3, 2)), resample=resample,
+                                     final_activation=tf.nn.sigmoid)
+    outputs = stack(tf.random.uniform([2, 8, 8, 3]), is_training=True)
+    assert [o.shape[-1] for o in outputs] == [4, 5, 6]
+    assert outputs[-1].shape[1:3] == (expected_side, expected_side)
+    assert np.all(outputs[0].numpy() >= 0.0)                  # hidden: ReLU
+    last = outputs[-1].numpy()
+    assert np.all((last > 0.0) & (last < 1.0))                # final: sigmoid
+
+
+def test_conv_stack_rejects_unknown_resample():
+    with pytest.raises(ValueError, match="resample"):
+        vision_modules.ConvStack(((4, 3, 1),), resample="pool")
+
+
+# --------------------------------------------------------------------------------------
+# PermaKey.
+
+def _images(batch, size, seed=0):
+    return tf.random.stateless_uniform([batch, size, size, 3], seed=[seed, 1])
+
+
+@pytest.mark.parametrize("decoder_type", ["conv", "deconv"])
+def test_permakey_output_shapes_at_84(decoder_type):
+    model = vision_modules.PermaKey(num_keypoints=5, decoder_type=decoder_type)
+    out = model(_images(2, 84), is_training=True)
+    assert out["recon"].shape == (2, 84, 84, 3)
+    assert out["z_mean"].shape == out["z_scale"].shape == (2, 32)
+    assert [a.shape[1:] for a in out["activations"]] == [
+        (84, 84, 32), (42, 42, 64), (21, 21, 64), (21, 21, 128)]
+    assert out["features"].shape == (2, 42, 42, 64)
+    assert [m.shape for m in out["raw_error_maps"]] == [(2, 42, 42, 1), (2, 21, 21, 1)]
+    assert [p.shape for p in out["lsp_predictions"]] == [(2, 42, 42, 128), (2, 21, 21, 256)]
+    assert [t.shape for t in out["lsp_targets"]] == [(2, 42, 42, 128), (2, 21, 21, 256)]
+    assert out["error_maps"].shape == (2, 84, 84, 2)
+    assert out["centres"].shape == (2, 5, 2)
+    assert out["heatmaps"].shape == (2, 21, 21, 5)
+    recon = out["recon"].numpy()
+    assert np.all((recon >= 0.0) & (recon <= 1.0))
+    assert np.all(out["z_scale"].numpy() > 0.0)
+
+
+def test_permakey_error_maps_are_min_max_normalised_per_image_and_channel():
+    model = vision_modules.PermaKey(3, lsp_layers=(0, 1, 2), patch_sizes=(2, 2, 2),
+                                    image_size=16)
+    error_maps = model(_images(3, 16), is_training=True)["error_maps"].numpy()
+    assert error_maps.shape == (3, 16, 16, 3)
+    np.testing.assert_allclose(error_maps.min(axis=(1, 2)), 0.0, atol=1e-6)
+    np.testing.assert_allclose(error_maps.max(axis=(1, 2)), 1.0, atol=1e-6)
+
+
+def test_min_max_normalise_maps_constant_channel_to_zero():
+    maps = np.ones([2, 4, 4, 2], np.float32)
+    maps[0, 1, 2, 1] = 3.0
+    normalised = vision_modules.min_max_normalise(maps).numpy()
+    assert np.all(np.isfinite(normalised))
+    assert np.all(normalised[..., 0] == 0.0) and np.all(normalised[1] == 0.0)
+    assert normalised[0, 1, 2, 1] == 1.0 and normalised[0, 0, 0, 1] == 0.0
+
+
+def test_stack_error_maps_resizes_each_cell_map_nearest():
+    fine = np.zeros([1, 4, 4, 1], np.float32)
+    fine[0, 1, 2, 0] = 2.0                                    # -> pixels [2:4, 4:6]
+    coarse = np.zeros([1, 2, 2, 1], np.float32)
+    coarse[0, 1, 0, 0] = 5.0                                  # -> pixels [4:8, 0:4]
+    stacked = vision_modules.stack_error_maps([fine, coarse], 8).numpy()
+    expected = np.zeros([1, 8, 8, 2], np.float32)
+    expected[0, 2:4, 4:6, 0] = 1.0
+    expected[0, 4:8, 0:4, 1] = 1.0
+    np.testing.assert_array_equal(stacked, expected)
+
+
+def test_cell_error_map_is_mse_over_the_cell_divided_by_its_mean():
+    target = np.full([1, 1, 2, 4], 2.0, np.float32)
+    prediction = target.copy()
+    prediction[0, 0, 1] = [0.0, 2.0, 2.0, 4.0]                # squared errors 4, 0, 0, 4
+    error = vision_modules.cell_error_map(prediction, target).numpy()
+    np.testing.assert_allclose(error[0, 0, :, 0], [0.0, 2.0 / 2.001], rtol=1e-6)
+
+
+def test_permakey_keypoints_match_call_at_inference_and_under_tf_function():
+    model = vision_modules.PermaKey(4, image_size=16)
+    images = _images(2, 16)
+    model(images, is_training=True)                           # fills BN moving averages
+    out = model(images, is_training=False)
+    centres, heatmaps = tf.function(model.keypoints)(images)
+    np.testing.assert_allclose(centres, out["centres"], atol=1e-5)
+    np.testing.assert_allclose(heatmaps, out["heatmaps"], atol=1e-5)
+    assert heatmaps.shape == (2, 4, 4, 4)
+    _, _, features = model.keypoints_and_features(images)
+    np.testing.assert_allclose(features, out["activations"][1], atol=1e-5)
+
+
+def test_permakey_variable_groups_partition_the_trainable_variables():
+    model = vision_modules.PermaKey(3, image_size=16)
+    model(_images(2, 16), is_training=True)
+    groups = [model.vae_variables, model.lsp_variables, model.pnet_variables]
+    refs = [{v.ref() for v in group} for group in groups]
+    assert all(refs) and sum(len(r) for r in refs) == len(set.union(*refs))
+    assert set.union(*refs) == {v.ref() for v in model.trainable_variables}
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(num_keypoints=0), "num_keypoints=0"),
+    (dict(num_keypoints=3, lsp_layers=(0, 4), patch_sizes=(2, 2)), r"lsp_layers=\(0, 4\)"),
+    (dict(num_keypoints=3, lsp_layers=(-1,), patch_sizes=(2,)), r"lsp_layers=\(-1,\)"),
+    (dict(num_keypoints=3, lsp_layers=(), patch_sizes=()), r"lsp_layers=\(\)"),
+    (dict(num_keypoints=3, lsp_layers=(0, 1), patch_sizes=(2,)), r"patch_sizes=\(2,\)"),
+    (dict(num_keypoints=3, lsp_layers=(2,), patch_sizes=(2,)), "21x21"),
+    (dict(num_keypoints=3, lsp_layers=(0,), patch_sizes=(0,)), "patch_sizes: 0"),
+    (dict(num_keypoints=3, decoder_type="upsample"), "decoder_type='upsample'"),
+    (dict(num_keypoints=3, image_size=30), "image_size=30"),
+])
+def test_permakey_bad_config_raises_one_line_config_error(kwargs, match):
+    import runs
+    with pytest.raises(runs.ConfigError, match=match) as error:
+        vision_modules.PermaKey(**kwargs)
+    assert "\n" not in str(error.value)
+
+
+# --------------------------------------------------------------------------------------
+# Local spatial prediction.
+
+NEIGHBOURS = [(dy, dx) for dy in range(3) for dx in range(3) if (dy, dx) != (1, 1)]
+
+
+def lsp_patch_reference(lsp, activation, is_training):
+    """LSP the plain way: gather each cell's 8 neighbour cells, apply the first layer as
+    a Dense on their concatenation, then the module's remaining layers.
+
+    The Dense weight for neighbour (dy, dx) is the matching p x p block of the module's
+    3p x 3p kernel. Returns (prediction, target) like the module.
+    """
+    p = lsp.patch_size
+    activation = np.asarray(activation)
+    batch, height, width, channels = activation.shape
+    padded = np.pad(activation, [(0, 0), (p, p), (p, p), (0, 0)])
+    kernel = lsp.neighbour_kernel.numpy()                     # [3p, 3p, C, F]
+    dense = np.concatenate([kernel[dy * p:(dy + 1) * p, dx * p:(dx + 1) * p].reshape(
+        p * p * channels, -1) for dy, dx in NEIGHBOURS])      # [8ppC, F]
+
+    def cell(i, j):                                           # padded-grid cell -> [B, ppC]
+        return padded[:, i * p:(i + 1) * p, j * p:(j + 1) * p].reshape(batch, -1)
+
+    rows, targets = [], []
+    for i in range(height // p):
+        for j in range(width // p):
+            rows.append(np.concatenate([cell(i + dy, j + dx) for dy, dx in NEIGHBOURS], -1))
+            targets.append(cell(i + 1, j + 1))
+    grid = [batch, height // p, width // p, -1]
+    features = (np.stack(rows, 1) @ dense).reshape(grid)
+    prediction = lsp.predict_from_neighbour_features(tf.constant(features), is_training)
+    return prediction, np.stack(targets, 1).reshape(grid)
+
+
+@pytest.mark.parametrize("patch_size, channels, side", [(2, 3, 8), (3, 2, 9), (1, 4, 5)])
+@pytest.mark.parametrize("is_training", [True, False])
+def test_fused_lsp_equals_patch_reference(patch_size, channels, side, is_training):
+    lsp = vision_modules.LocalSpatialPredictor(patch_size, channels)
+    activation = tf.random.stateless_normal([3, side, side, channels], seed=[4, 2])
+    if not is_training:
+        lsp(activation, is_training=True)                     # non-trivial moving averages
+    prediction, target = lsp(activation, is_training)
+    ref_prediction, ref_target = lsp_patch_reference(lsp, activation, is_training)
+    cells = side // patch_size
+    assert prediction.shape == (3, cells, cells, patch_size ** 2 * channels)
+    np.testing.assert_allclose(target, ref_target, rtol=1e-6)
+    np.testing.assert_allclose(prediction, ref_prediction, rtol=1e-4, atol=1e-4)
+
+
+def test_lsp_first_layer_ignores_the_centre_cell():
+    lsp = vision_modules.LocalSpatialPredictor(2, 2)
+    activation = tf.random.stateless_normal([1, 6, 6, 2], seed=[0, 3])
+    with tf.GradientTape() as tape:
+        tape.watch(activation)
+        centre_features = lsp.neighbour_features(activation)[0, 1, 1]
+    grad = tape.gradient(centre_features, activation).numpy()[0]
+    assert np.all(grad[2:4, 2:4] == 0.0)                      # the cell itself
+    assert np.all(np.abs(grad).sum(-1)[np.ix_([0, 1, 4, 5], range(6))] > 0.0)
+
+
+def _maps_with_one_odd_cell(rng, batch, cells, p, odd_cells):
+    """Constant maps (random level) with one p x p cell raised by a random amount."""
+    side = cells * p
+    levels = rng.uniform(0.5, 1.5, [batch, 1, 1, 1])
+    maps = np.broadcast_to(levels, [batch, side, side, 1]).copy()
+    for b, (i, j) in enumerate(odd_cells):
+        maps[b, i * p:(i + 1) * p, j * p:(j + 1) * p] += rng.uniform(1.0, 2.0)
+    return maps.astype(np.float32)
+
+
+def test_trained_lsp_gives_the_unpredictable_cell_the_largest_error():
+    # The odd cell's raise is random, so it cannot be predicted from its neighbours;
+    # every other cell equals the map's level, which its neighbours reveal. A mask that
+    # leaked the centre cell would let the predictor copy it and fail this test.
+    p, cells, batch = 2, 4, 32
+    rng = np.random.default_rng(0)
+    tf.random.set_seed(0)
+    lsp = vision_modules.LocalSpatialPredictor(p, 1)
+    optimizer = snt.optimizers.Adam(1e-3)
+
+    @tf.function
+    def train_step(maps):
+        with tf.GradientTape() as tape:
+            prediction, target = lsp(maps, is_training=True)
+            loss = tf.reduce_mean(tf.square(prediction - target))
+        optimizer.apply(tape.gradient(loss, lsp.trainable_variables),
+                        lsp.trainable_variables)
+        return loss
+
+    for _ in range(300):
+        odd = rng.integers(0, cells, [batch, 2])
+        train_step(_maps_with_one_odd_cell(rng, batch, cells, p, odd))
+
+    test_odd = [(i, j) for i in range(cells) for j in range(cells)]
+    maps = _maps_with_one_odd_cell(rng, len(test_odd), cells, p, test_odd)
+    error = vision_modules.cell_error_map(*lsp(maps, is_training=True)).numpy()[..., 0]
+    argmax = [np.unravel_index(np.argmax(e), e.shape) for e in error]
+    assert argmax == test_odd
+
+
+# --------------------------------------------------------------------------------------
+# Transporter.
+
+def test_transporter_output_and_keypoint_shapes():
+    model = vision_modules.Transporter(num_keypoints=4)
+    out = model(_images(2, 84, seed=0), _images(2, 84, seed=1), is_training=True)
+    assert out["recon"].shape == (2, 84, 84, 3)
+    for frame in "ab":
+        assert out[f"centres_{frame}"].shape == (2, 4, 2)
+        assert out[f"heatmaps_{frame}"].shape == (2, 42, 42, 4)
+        assert out[f"features_{frame}"].shape == (2, 42, 42, 32)
+    centres, heatmaps, features = model.keypoints(_images(3, 84))
+    assert (centres.shape, heatmaps.shape, features.shape) == (
+        (3, 4, 2), (3, 42, 42, 4), (3, 42, 42, 32))
+
+
+def test_transporter_small_images_and_tf_function():
+    model = vision_modules.Transporter(num_keypoints=2, image_size=16)
+    out = tf.function(lambda a, b: model(a, b, is_training=True))(
+        _images(2, 16, seed=0), _images(2, 16, seed=1))
+    assert out["recon"].shape == (2, 16, 16, 3)
+    assert out["heatmaps_b"].shape == (2, 8, 8, 2)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(num_keypoints=0), "num_keypoints=0"),
+    (dict(num_keypoints=2, image_size=15), "image_size=15")])
+def test_transporter_bad_config_raises_config_error(kwargs, match):
+    import runs
+    with pytest.raises(runs.ConfigError, match=match):
+        vision_modules.Transporter(**kwargs)

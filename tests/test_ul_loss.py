@@ -1,0 +1,155 @@
+"""Tests for ul_loss: PermaKey's separate objectives, the Transporter transport and loss."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import ul_loss
+import vision_modules
+
+
+def _images(batch, size, seed=0):
+    return tf.random.stateless_uniform([batch, size, size, 3], seed=[seed, 7])
+
+
+# --------------------------------------------------------------------------------------
+# PermaKey.
+
+def test_permakey_losses_keys_and_total():
+    model = vision_modules.PermaKey(3, image_size=16)
+    losses, outputs = ul_loss.permakey_losses(model, _images(2, 16), is_training=True)
+    assert set(losses) == {"recon", "kl", "vae", "lsp", "pnet", "total"}
+    assert all(loss.shape == () for loss in losses.values())
+    np.testing.assert_allclose(losses["vae"], losses["recon"] + losses["kl"], rtol=1e-6)
+    np.testing.assert_allclose(
+        losses["total"], losses["vae"] + losses["lsp"] + losses["pnet"], rtol=1e-6)
+    assert outputs["centres"].shape == (2, 3, 2)
+
+
+def test_each_parameter_group_is_trained_only_by_its_own_loss():
+    model = vision_modules.PermaKey(3, image_size=16)
+    with tf.GradientTape(persistent=True) as tape:
+        losses, _ = ul_loss.permakey_losses(model, _images(4, 16), is_training=True)
+    groups = {"vae": model.vae_variables, "lsp": model.lsp_variables,
+              "pnet": model.pnet_variables}
+    for loss_name in groups:
+        for group_name, group_variables in groups.items():
+            grads = tape.gradient(losses[loss_name], group_variables)
+            if group_name == loss_name:
+                assert all(g is not None for g in grads), loss_name
+                assert sum(float(tf.reduce_sum(tf.abs(g))) for g in grads) > 0.0
+            else:
+                assert all(g is None for g in grads), (loss_name, group_name)
+    for part in ("recon", "kl"):                              # the two VAE terms
+        assert all(g is None for g in tape.gradient(
+            losses[part], model.lsp_variables + model.pnet_variables))
+    for group_name, variables in groups.items():
+        total_grads = tape.gradient(losses["total"], variables)
+        own_grads = tape.gradient(losses[group_name], variables)
+        for total_grad, own_grad in zip(total_grads, own_grads):
+            np.testing.assert_allclose(total_grad, own_grad, rtol=1e-5, atol=1e-7)
+
+
+def test_reconstruction_loss_is_mean_squared_error_over_twice_the_variance():
+    images = np.zeros([2, 2, 2, 3], np.float32)
+    recon = np.zeros_like(images)
+    recon[0, 0, 0, 0] = 1.0                                   # one error of 1 in 24 values
+    loss = ul_loss.gaussian_reconstruction_loss(images, recon)
+    assert float(loss) == pytest.approx(1.0 / 24 / 0.2)
+
+
+def test_kl_is_summed_over_latent_dims_and_averaged_over_batch():
+    mean = np.array([[0.0, 0.0], [1.0, 0.0]], np.float32)
+    scale = np.array([[1.0, 1.0], [1.0, 2.0]], np.float32)
+    # KL per dim = (mu^2 + s^2 - 1) / 2 - log s: rows 0 and 0.5 + (1.5 - log 2).
+    expected = (0.0 + 0.5 + 1.5 - np.log(2.0)) / 2
+    assert float(ul_loss.kl_to_standard_normal(mean, scale)) == pytest.approx(expected)
+
+
+def test_lsp_loss_sums_per_layer_mean_squared_errors():
+    predictions = [np.ones([1, 2, 2, 4], np.float32), np.zeros([1, 1, 1, 8], np.float32)]
+    targets = [np.zeros([1, 2, 2, 4], np.float32), np.full([1, 1, 1, 8], 2.0, np.float32)]
+    assert float(ul_loss.lsp_loss(predictions, targets)) == pytest.approx(1.0 + 4.0)
+
+
+def test_pnet_loss_sums_heatmaps_resizes_nearest_and_averages_over_error_channels():
+    heatmaps = np.zeros([1, 2, 2, 2], np.float32)
+    heatmaps[0, 0, 0] = [0.5, 0.5]                            # sum 1 in the top-left cell
+    error_maps = np.zeros([1, 4, 4, 2], np.float32)
+    error_maps[0, :2, :2, 0] = 1.0                            # channel 0 matches exactly
+    # Channel 1 is all zero: 4 of its 16 pixels differ by 1. Mean over both channels.
+    loss = ul_loss.pnet_loss(heatmaps, error_maps)
+    assert float(loss) == pytest.approx((0.0 + 4.0 / 16) / 2)
+
+
+# --------------------------------------------------------------------------------------
+# Transport.
+
+def _sequential_transport(features_a, features_b, heatmaps_a, heatmaps_b):
+    """SPEC 3 literally: one keypoint at a time on the C-channel features."""
+    features = features_a
+    for k in range(heatmaps_a.shape[-1]):
+        h_a, h_b = heatmaps_a[..., k:k + 1], heatmaps_b[..., k:k + 1]
+        features = features * (1 - h_a) * (1 - h_b) + h_b * features_b
+    return features
+
+
+def _random_transport_inputs(seed=0):
+    rng = np.random.default_rng(seed)
+    features_a, features_b = rng.normal(size=[2, 2, 5, 6, 3]).astype(np.float32)
+    heatmaps_a, heatmaps_b = rng.uniform(size=[2, 2, 5, 6, 4]).astype(np.float32)
+    return features_a, features_b, heatmaps_a, heatmaps_b
+
+
+def test_transport_with_zero_heatmaps_returns_the_source_features():
+    features_a, features_b, _, _ = _random_transport_inputs()
+    zeros = np.zeros([2, 5, 6, 4], np.float32)
+    np.testing.assert_array_equal(
+        ul_loss.transport(features_a, features_b, zeros, zeros), features_a)
+
+
+def test_transport_takes_target_features_under_a_target_keypoint():
+    features_a, features_b, _, _ = _random_transport_inputs()
+    heatmaps_a = np.zeros([2, 5, 6, 4], np.float32)
+    heatmaps_b = np.zeros_like(heatmaps_a)
+    heatmaps_b[:, 1, 2, 1] = 1.0                              # keypoint 1 of b at (1, 2)
+    heatmaps_a[:, 3, 4, 2] = 1.0                              # keypoint 2 of a at (3, 4)
+    out = ul_loss.transport(features_a, features_b, heatmaps_a, heatmaps_b).numpy()
+    np.testing.assert_array_equal(out[:, 1, 2], features_b[:, 1, 2])
+    np.testing.assert_array_equal(out[:, 3, 4], 0.0)         # a's object removed
+    untouched = np.ones([5, 6], bool)
+    untouched[1, 2] = untouched[3, 4] = False
+    np.testing.assert_array_equal(out[:, untouched], features_a[:, untouched])
+
+
+def test_transport_equals_the_sequential_definition():
+    inputs = _random_transport_inputs(seed=3)
+    np.testing.assert_allclose(ul_loss.transport(*inputs), _sequential_transport(*inputs),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_transport_stops_gradients_into_the_source_only():
+    inputs = [tf.constant(x) for x in _random_transport_inputs(seed=1)]
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        total = tf.reduce_sum(ul_loss.transport(*inputs))
+    grads = tape.gradient(total, inputs)
+    assert grads[0] is None and grads[2] is None              # source features, heatmaps
+    assert grads[1] is not None and grads[3] is not None
+
+
+# --------------------------------------------------------------------------------------
+# Transporter loss.
+
+def test_transporter_loss_is_recon_mse_and_ignores_the_source_branch():
+    model = vision_modules.Transporter(num_keypoints=2, image_size=16)
+    frame_a, frame_b = _images(2, 16, seed=0), _images(2, 16, seed=1)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([frame_a, frame_b])
+        losses, outputs = ul_loss.transporter_losses(model, frame_a, frame_b, True)
+    assert set(losses) == {"recon", "total"}
+    expected = np.mean((outputs["recon"].numpy() - frame_b.numpy()) ** 2)
+    assert float(losses["total"]) == pytest.approx(expected, rel=1e-5)
+    assert tape.gradient(losses["total"], frame_a) is None
+    assert tape.gradient(losses["total"], frame_b) is not None
+    grads = tape.gradient(losses["total"], model.trainable_variables)
+    assert all(g is not None for g in grads)

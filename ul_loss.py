@@ -1,0 +1,80 @@
+"""Unsupervised losses of the keypoint models: PermaKey (VAE + LSP + PointNet) and Transporter.
+
+Each `*_losses(model, ...)` runs the model once and returns (losses, outputs): a dict of
+scalar losses including "total", the one to differentiate, and the model's outputs.
+"""
+import tensorflow as tf
+
+# The model owns the transport step (it is part of Transporter's forward pass); it is
+# re-exported here because the brief places it with the losses.
+from vision_modules import transport  # noqa: F401
+
+# Fixed variance of the Gaussian likelihood p(x | z) (SPEC 2).
+RECON_VARIANCE = 0.1
+
+
+def mean_squared_error(predictions, targets):
+    """Mean over every element (batch included)."""
+    return tf.reduce_mean(tf.square(predictions - targets))
+
+
+def gaussian_reconstruction_loss(images, recon):
+    """Mean over pixels of squared error / (2 * variance), averaged over the batch."""
+    return mean_squared_error(recon, images) / (2.0 * RECON_VARIANCE)
+
+
+def kl_to_standard_normal(mean, scale):
+    """KL(N(mean, scale^2) || N(0, I)), summed over latent dims, averaged over the batch."""
+    kl = 0.5 * (tf.square(mean) + tf.square(scale) - 1.0) - tf.math.log(scale)
+    return tf.reduce_mean(tf.reduce_sum(kl, axis=-1))
+
+
+def lsp_loss(predictions, targets):
+    """Local spatial prediction loss: mean squared error per layer, summed over layers."""
+    return tf.add_n([mean_squared_error(p, t) for p, t in zip(predictions, targets)])
+
+
+def pnet_loss(heatmaps, error_maps):
+    """Summed keypoint heatmaps vs the error maps.
+
+    heatmaps [B, h, w, K] on the PointNet grid; error_maps [B, S, S, L]. The K heatmaps
+    are summed to one channel and resized (nearest) to S x S. With several LSP layers
+    (L > 1) that single channel is compared with every error channel and the squared
+    errors averaged (broadcast), i.e. the mean of the per-channel MSEs: the keypoints
+    are asked to cover what is unpredictable in any layer, each layer weighted equally.
+    """
+    summed = tf.reduce_sum(heatmaps, axis=-1, keepdims=True)        # [B, h, w, 1]
+    summed = tf.image.resize(summed, tf.shape(error_maps)[1:3], method="nearest")
+    return mean_squared_error(summed, error_maps)                   # broadcast over L
+
+
+def permakey_losses(model, images, is_training):
+    """PermaKey losses on images [B, S, S, 3] in [0, 1].
+
+    "total" = vae + lsp + pnet. The model stops gradients between its parts (encoder
+    activations -> LSP, error maps -> PointNet), so the gradient of "total" w.r.t. each
+    parameter group (model.vae_variables, lsp_variables, pnet_variables) is the
+    gradient of that group's own loss: one Adam over all variables is three Adams.
+    """
+    outputs = model(images, is_training)
+    recon = gaussian_reconstruction_loss(images, outputs["recon"])
+    kl = kl_to_standard_normal(outputs["z_mean"], outputs["z_scale"])
+    losses = {
+        "recon": recon,
+        "kl": kl,
+        "vae": recon + kl,
+        "lsp": lsp_loss(outputs["lsp_predictions"], outputs["lsp_targets"]),
+        "pnet": pnet_loss(outputs["heatmaps"], outputs["error_maps"]),
+    }
+    losses["total"] = losses["vae"] + losses["lsp"] + losses["pnet"]
+    return losses, outputs
+
+
+def transporter_losses(model, frame_a, frame_b, is_training):
+    """Transporter loss: mean squared error of the transported reconstruction to frame b.
+
+    The authors also put an L2 kernel regulariser on the convs; it is not included here.
+    """
+    outputs = model(frame_a, frame_b, is_training)
+    recon = mean_squared_error(outputs["recon"], frame_b)
+    return {"recon": recon, "total": recon}, outputs
