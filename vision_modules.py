@@ -181,32 +181,42 @@ class VAEDecoder(snt.Module):
         return self.conv_stack(grid, is_training)[-1]                # [B, S, S, 3]
 
 
+def space_to_cells(maps, patch_size):
+    """[B, H, W, C] -> [B, H/p, W/p, p*p*C]: each p x p cell flattened in (y, x, c) order."""
+    if patch_size == 1:                           # tf.nn.space_to_depth needs p >= 2
+        return maps
+    return tf.nn.space_to_depth(maps, patch_size)
+
+
 class LocalSpatialPredictor(snt.Module):
     """Predicts every p x p cell of an activation map from its 8 neighbouring cells.
 
     The authors' MLP is Dense(8ppC) -> Dense(512) -> Dense(256) (BN + ReLU each) ->
     linear Dense(ppC), applied to the 8 neighbour cells of each cell of the map zero
-    padded by p. The first Dense is computed as ONE convolution: a 3p x 3p kernel with
-    its centre p x p masked to zero, stride p, on the padded map, so the 8x copy of the
-    map that explicit patch extraction needs never exists. The remaining layers are
-    matmuls on [B * cells, features] rows.
+    padded by p. The first Dense is computed as ONE convolution, so the 8x copy of the
+    map that explicit patch extraction needs never exists. SPEC states it as a 3p x 3p
+    kernel with its centre p x p masked out, stride p, on the padded map; here the same
+    kernel acts on the cell map space_to_depth(A, p) as a 3 x 3 kernel of [ppC, 8ppC]
+    taps with the centre tap masked, stride 1, "same" zero padding (one zero cell = p
+    zero pixels). Identical result and FLOPs; measured faster on this CPU, and the cell
+    map is also the prediction target. The remaining layers are matmuls on
+    [B * cells, features] rows.
     """
 
     def __init__(self, patch_size, channels, name=None):
         super().__init__(name=name)
-        p = patch_size
-        self.patch_size = p
-        self._cell_size = p * p * channels
+        self.patch_size = patch_size
+        self._cell_size = patch_size * patch_size * channels
         neighbours_size = 8 * self._cell_size
         # Truncated normal with stddev 1/sqrt(fan_in), Sonnet's default, with fan_in the
         # 8 unmasked neighbour cells. No bias: BN follows.
         init = snt.initializers.TruncatedNormal(stddev=neighbours_size ** -0.5)
         self.neighbour_kernel = tf.Variable(
-            init([3 * p, 3 * p, channels, neighbours_size], tf.float32),
-            name="neighbour_kernel")
-        centre = np.zeros([3 * p, 3 * p, 1, 1], np.float32)
-        centre[p:2 * p, p:2 * p] = 1.0
-        self._neighbour_mask = tf.constant(1.0 - centre)            # [3p, 3p, 1, 1]
+            init([3, 3, self._cell_size, neighbours_size], tf.float32),
+            name="neighbour_kernel")                               # [3, 3, ppC, 8ppC]
+        mask = np.ones([3, 3, 1, 1], np.float32)
+        mask[1, 1] = 0.0
+        self._neighbour_mask = tf.constant(mask)                   # centre tap off
         self.neighbour_norm = snt.BatchNorm(True, True, name="neighbour_bn")
         self.hidden_layers = [snt.Linear(size, with_bias=False, name=f"hidden_{size}")
                               for size in (512, 256)]
@@ -214,33 +224,26 @@ class LocalSpatialPredictor(snt.Module):
                              for size in (512, 256)]
         self.prediction_layer = snt.Linear(self._cell_size, name="prediction")
 
-    def neighbour_features(self, activation):
-        """First layer (before BN): [B, H, W, C] -> [B, H/p, W/p, 8ppC]."""
-        p = self.patch_size
-        padded = tf.pad(activation, [[0, 0], [p, p], [p, p], [0, 0]])
+    def neighbour_features(self, cells):
+        """First layer (before BN): cell map [B, h, w, ppC] -> [B, h, w, 8ppC]."""
         kernel = self.neighbour_kernel * self._neighbour_mask
-        return tf.nn.conv2d(padded, kernel, strides=p, padding="VALID")
+        return tf.nn.conv2d(cells, kernel, strides=1, padding="SAME")
 
     def predict_from_neighbour_features(self, features, is_training):
         """Rest of the MLP: [B, h, w, 8ppC] first-layer outputs -> [B, h, w, ppC]."""
-        cells = tf.shape(features)[:3]
+        grid = tf.shape(features)[:3]
         net = tf.nn.relu(self.neighbour_norm(features, is_training=is_training))
         net = tf.reshape(net, [-1, net.shape[-1]])                  # [B*h*w, 8ppC]
         for layer, norm in zip(self.hidden_layers, self.hidden_norms):
             net = tf.nn.relu(norm(layer(net), is_training=is_training))
         prediction = self.prediction_layer(net)                     # [B*h*w, ppC]
-        return tf.reshape(prediction, tf.concat([cells, [self._cell_size]], axis=0))
+        return tf.reshape(prediction, tf.concat([grid, [self._cell_size]], axis=0))
 
     def __call__(self, activation, is_training):
-        """Returns (prediction, target), both [B, H/p, W/p, ppC].
-
-        The target is the cell itself, space_to_depth(activation, p).
-        """
-        features = self.neighbour_features(activation)
-        prediction = self.predict_from_neighbour_features(features, is_training)
-        p = self.patch_size
-        target = tf.nn.space_to_depth(activation, p) if p > 1 else activation  # op needs p >= 2
-        return prediction, target
+        """activation [B, H, W, C] -> (prediction, target), both [B, H/p, W/p, ppC]."""
+        cells = space_to_cells(activation, self.patch_size)        # the targets
+        features = self.neighbour_features(cells)
+        return self.predict_from_neighbour_features(features, is_training), cells
 
 
 def cell_error_map(prediction, target):

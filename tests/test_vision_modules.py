@@ -200,19 +200,20 @@ NEIGHBOURS = [(dy, dx) for dy in range(3) for dx in range(3) if (dy, dx) != (1, 
 
 
 def lsp_patch_reference(lsp, activation, is_training):
-    """LSP the plain way: gather each cell's 8 neighbour cells, apply the first layer as
-    a Dense on their concatenation, then the module's remaining layers.
+    """LSP the plain way: gather each cell's 8 neighbour cells from the map zero padded by
+    p, apply the first layer as a Dense on their concatenation, then the module's
+    remaining layers.
 
-    The Dense weight for neighbour (dy, dx) is the matching p x p block of the module's
-    3p x 3p kernel. Returns (prediction, target) like the module.
+    The Dense weight for neighbour (dy, dx) is the module's kernel tap [dy, dx]
+    (equivalently the p x p block (dy, dx) of the 3p x 3p pixel kernel). Returns
+    (prediction, target) like the module.
     """
     p = lsp.patch_size
     activation = np.asarray(activation)
-    batch, height, width, channels = activation.shape
+    batch, height, width, _ = activation.shape
     padded = np.pad(activation, [(0, 0), (p, p), (p, p), (0, 0)])
-    kernel = lsp.neighbour_kernel.numpy()                     # [3p, 3p, C, F]
-    dense = np.concatenate([kernel[dy * p:(dy + 1) * p, dx * p:(dx + 1) * p].reshape(
-        p * p * channels, -1) for dy, dx in NEIGHBOURS])      # [8ppC, F]
+    kernel = lsp.neighbour_kernel.numpy()                     # [3, 3, ppC, 8ppC]
+    dense = np.concatenate([kernel[dy, dx] for dy, dx in NEIGHBOURS])  # [8ppC, 8ppC]
 
     def cell(i, j):                                           # padded-grid cell -> [B, ppC]
         return padded[:, i * p:(i + 1) * p, j * p:(j + 1) * p].reshape(batch, -1)
@@ -243,15 +244,18 @@ def test_fused_lsp_equals_patch_reference(patch_size, channels, side, is_trainin
     np.testing.assert_allclose(prediction, ref_prediction, rtol=1e-4, atol=1e-4)
 
 
-def test_lsp_first_layer_ignores_the_centre_cell():
+def test_lsp_first_layer_sees_the_8_neighbours_but_not_the_cell_itself():
     lsp = vision_modules.LocalSpatialPredictor(2, 2)
-    activation = tf.random.stateless_normal([1, 6, 6, 2], seed=[0, 3])
+    activation = tf.random.stateless_normal([1, 8, 8, 2], seed=[0, 3])
     with tf.GradientTape() as tape:
         tape.watch(activation)
-        centre_features = lsp.neighbour_features(activation)[0, 1, 1]
-    grad = tape.gradient(centre_features, activation).numpy()[0]
-    assert np.all(grad[2:4, 2:4] == 0.0)                      # the cell itself
-    assert np.all(np.abs(grad).sum(-1)[np.ix_([0, 1, 4, 5], range(6))] > 0.0)
+        cells = vision_modules.space_to_cells(activation, 2)  # [1, 4, 4, 8]
+        features = lsp.neighbour_features(cells)[0, 1, 1]     # cell (1, 1) = pixels 2:4
+    influence = np.abs(tape.gradient(features, activation).numpy()[0]).sum(-1)
+    seen = np.zeros([8, 8], bool)
+    seen[0:6, 0:6] = True                                     # the 3 x 3 cell block
+    seen[2:4, 2:4] = False                                    # minus the cell itself
+    np.testing.assert_array_equal(influence > 0.0, seen)
 
 
 def _maps_with_one_odd_cell(rng, batch, cells, p, odd_cells):
