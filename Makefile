@@ -22,7 +22,7 @@ test: install
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
 
 demo: install
-	$(PY) preprocess.py generate with env=mspacman num_frames=5000
+	$(PY) pkey_train.py with quick
 
 clean:
 	rm -rf $(VENV)

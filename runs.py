@@ -1,14 +1,15 @@
-"""Plumbing shared by the Sacred experiments: one-line errors, run folders, resume.
+"""Plumbing shared by the Sacred experiments: errors, run folders, checkpoints, the fit loop.
 
-Every script (`pkey_train.py`, `transporter_train.py`, `agent_train.py`) keeps its
-runs in a folder tree named after its config, e.g.
-`permakey_exp/<noise_type>/<env>/<num_keypoints>/<run id>/`, holding Sacred's
-files (config.json, run.json, metrics.json, cout.txt), TensorBoard scalars and
-checkpoints. Resuming points `resume_dir` at such a folder: the new invocation
-writes into the same folder and continues its metrics.
+Every training script keeps its runs in a folder tree named after its config, e.g.
+`permakey_exp/<noise_type>/<env>/<num_keypoints>/<run id>/`, holding Sacred's files
+(config.json, run.json, metrics.json, cout.txt), `model.json` (what the checkpoints
+hold), TensorBoard scalars (`tb/`) and checkpoints (`ckpt_last/`, `ckpt_best/`).
+Resuming points `resume_dir` at such a folder: the new invocation writes into the
+same folder, restores the last checkpoint and continues its step count and metrics.
 """
 import functools
 import json
+import math
 import os
 import sys
 
@@ -16,11 +17,11 @@ from sacred.observers import FileStorageObserver
 
 
 class ConfigError(ValueError):
-    """Bad user input (config value, file, folder). Scripts print it as one line."""
+    """Bad user input (config value, file, folder, diverged run). Printed as one line."""
 
 
 def one_line_errors(fn):
-    """Make a Sacred command print a ConfigError as `error: ...` and exit with 2.
+    """Make a Sacred command print a ConfigError as `error: ...` and exit with status 2.
 
     SystemExit is not an Exception, so Sacred does not turn it into a traceback.
     """
@@ -36,57 +37,179 @@ def one_line_errors(fn):
     return wrapper
 
 
-class RunFolderObserver(FileStorageObserver):
-    """FileStorageObserver whose base folder is derived from the run's config.
+# ----------------------------------------------------------------------------
+# Run folders
 
-    `subdirs(config)` returns the path below `root`, e.g. (noise, env, K). With
-    `config["resume_dir"]` set, the run writes into that existing folder instead
-    of a new numbered one, keeping the metrics logged so far.
+
+class RunFolderObserver(FileStorageObserver):
+    """FileStorageObserver whose folder is chosen from the command and the config.
+
+    `folder_for(command, config)` returns (base, exact): with `exact` False the run
+    gets a new numbered folder inside `base`; with `exact` True it writes into
+    `base` itself (a resumed run, or an evaluation inside its run folder), keeping
+    the metrics already logged there.
     """
 
-    def __init__(self, root, subdirs):
-        super().__init__(root)
-        self.root = root
-        self.subdirs = subdirs
+    def __init__(self, folder_for):
+        super().__init__(os.curdir)  # the real folder is chosen per run, in started_event
+        self.folder_for = folder_for
 
-    def started_event(self, ex_info, command, host_info, start_time, config,
-                      meta_info, _id):
-        resume_dir = config.get("resume_dir")
-        if resume_dir:
-            self.basedir = os.path.dirname(os.path.abspath(resume_dir))
-            self.dir = os.path.abspath(resume_dir)
-            self.saved_metrics = read_metrics(self.dir)
-            self.run_entry = {"experiment": dict(ex_info), "command": command,
-                              "host": dict(host_info),
-                              "start_time": start_time.isoformat(),
-                              "meta": meta_info, "status": "RUNNING",
-                              "resources": [], "artifacts": [],
-                              "heartbeat": None}
-            self.config = config
-            self.info = {}
-            self.cout = ""
-            self.cout_write_cursor = 0
-            self.save_json(self.run_entry, "run.json")
-            self.save_json(self.config, "config.json")
-            self.save_cout()
-            return os.path.basename(self.dir)
-        self.basedir = os.path.join(self.root, *[str(s) for s in self.subdirs(config)])
-        return super().started_event(ex_info, command, host_info, start_time,
-                                     config, meta_info, _id)
+    def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
+        base, self.exact = self.folder_for(command, config)
+        self.basedir = os.path.dirname(os.path.abspath(base)) if self.exact else base
+        self.exact_dir = os.path.abspath(base)
+        self.source_dir = os.path.join(self.basedir, "_sources")
+        self.resource_dir = os.path.join(self.basedir, "_resources")
+        run_id = super().started_event(ex_info, command, host_info, start_time, config,
+                                       meta_info, _id)
+        if self.exact:
+            self.saved_metrics = read_json(os.path.join(self.dir, "metrics.json"), default={})
+        return run_id
+
+    def _make_run_dir(self, _id):
+        if not self.exact:
+            return super()._make_run_dir(_id)
+        os.makedirs(self.exact_dir, exist_ok=True)
+        self.dir = self.exact_dir
 
 
-def read_metrics(run_dir):
-    """Sacred's metrics.json of a run folder, or {} if it has none yet."""
-    path = os.path.join(run_dir, "metrics.json")
+def read_json(path, default=None):
     if not os.path.exists(path):
-        return {}
+        return default
     with open(path) as f:
         return json.load(f)
 
 
+def write_json(path, data):
+    """Write JSON atomically (temporary name, then rename)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True, default=str)
+    os.replace(tmp, path)
+
+
 def run_dir_of(_run):
-    """The folder this Sacred run writes to (None when run without observer)."""
+    """The folder this Sacred run writes to (None when run without an observer)."""
     for obs in _run.observers:
         if isinstance(obs, FileStorageObserver) and obs.dir:
             return obs.dir
     return None
+
+
+# ----------------------------------------------------------------------------
+# What a checkpoint holds
+
+
+def write_model_spec(run_dir, spec):
+    """Record the model kind and the config values its checkpoints depend on."""
+    write_json(os.path.join(run_dir, "model.json"), spec)
+
+
+def check_model_spec(run_dir, expected):
+    """ConfigError (one line) unless `run_dir` holds checkpoints of the `expected` model."""
+    if not os.path.isdir(run_dir):
+        raise ConfigError(f"run folder {run_dir} does not exist")
+    spec = read_json(os.path.join(run_dir, "model.json"))
+    if spec is None:
+        raise ConfigError(f"run folder {run_dir} has no model.json: not a training run of this repository")
+    for key, want in expected.items():
+        have = spec.get(key)
+        if normalise(have) != normalise(want):
+            raise ConfigError(f"run {run_dir} was trained with {key}={have!r}, requested {key}={want!r}")
+    return spec
+
+
+def normalise(value):
+    """Compare configs as JSON would store them (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+def checkpoint_path(run_dir, which="best"):
+    """Path of the `which` ("best", "last", or an epoch number) checkpoint of a run."""
+    import tensorflow as tf
+    if str(which).isdigit():
+        matches = tf.io.gfile.glob(os.path.join(run_dir, "ckpt_epochs", f"ckpt-{int(which)}.index"))
+        path = matches[0][:-len(".index")] if matches else None
+    else:
+        path = tf.train.latest_checkpoint(os.path.join(run_dir, f"ckpt_{which}"))
+    if path is None:
+        raise ConfigError(f"run folder {run_dir} has no {which!r} checkpoint; accepted: best, last, "
+                          f"or a saved epoch number")
+    return path
+
+
+# ----------------------------------------------------------------------------
+# The fit loop of the keypoint models
+
+
+def fit(train_step, eval_step, datasets, checkpoint, run_dir, _run, epochs, max_patience,
+        select, steps_per_epoch=None, valid_batches=None):
+    """Train with validation every epoch, best checkpoint, early stopping and resume.
+
+    train_step(batch) / eval_step(batch) return dicts of scalar losses; `select` names
+    the validation losses whose sum picks the best checkpoint. `checkpoint` is a
+    tf.train.Checkpoint holding the model and optimizer; this function adds the epoch
+    and the early-stopping state to it. A non-finite training loss stops the run with
+    a one-line error and leaves the last good checkpoints untouched.
+    """
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    state = {"epoch": tf.Variable(0, dtype=tf.int64), "step": tf.Variable(0, dtype=tf.int64),
+             "best": tf.Variable(math.inf, dtype=tf.float64),
+             "patience": tf.Variable(0, dtype=tf.int64)}
+    for name, var in state.items():
+        setattr(checkpoint, name, var)
+    managers = {which: tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, f"ckpt_{which}"), 1)
+                for which in ("last", "best")}
+    epoch_manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "ckpt_epochs"), None,
+                                               checkpoint_name="ckpt")
+    if managers["last"].latest_checkpoint:
+        checkpoint.restore(managers["last"].latest_checkpoint)
+        print(f"resumed from {managers['last'].latest_checkpoint} at epoch {int(state['epoch'])}, "
+              f"step {int(state['step'])}")
+    writer = tf.summary.create_file_writer(os.path.join(run_dir, "tb"))
+
+    def log(prefix, losses, step):
+        with writer.as_default(step=step):
+            for name, value in losses.items():
+                _run.log_scalar(f"{prefix}.{name}", value, step)
+                tf.summary.scalar(f"{prefix}/{name}", value)
+
+    while int(state["epoch"]) < epochs and int(state["patience"]) < max_patience:
+        epoch = int(state["epoch"]) + 1
+        batches = datasets["train"].take(steps_per_epoch) if steps_per_epoch else datasets["train"]
+        for batch in tqdm(batches, desc=f"epoch {epoch}", unit="step", leave=False):
+            losses = {k: float(v) for k, v in train_step(batch).items()}
+            step = int(state["step"].assign_add(1))
+            bad = [k for k, v in losses.items() if not math.isfinite(v)]
+            if bad:
+                raise ConfigError(f"non-finite loss at step {step}: {bad[0]}={losses[bad[0]]} "
+                                  f"(all: {losses}); last good checkpoint kept in {run_dir}")
+            if step % 10 == 0:
+                log("train", losses, step)
+        valid = evaluate_losses(eval_step, datasets["valid"], valid_batches)
+        score = sum(valid[k] for k in select)
+        log("valid", dict(valid, selection=score), int(state["step"]))
+        state["epoch"].assign(epoch)
+        improved = score < float(state["best"])
+        state["patience"].assign(0 if improved else int(state["patience"]) + 1)
+        if improved:
+            state["best"].assign(score)
+            managers["best"].save(checkpoint_number=epoch)
+        managers["last"].save(checkpoint_number=epoch)
+        epoch_manager.save(checkpoint_number=epoch)
+        print(f"epoch {epoch}: valid {' '.join(f'{k}={v:.4f}' for k, v in valid.items())}"
+              f"{' (best)' if improved else ''}")
+    writer.flush()
+    return state
+
+
+def evaluate_losses(eval_step, dataset, max_batches=None):
+    """Mean of each loss over the batches of `dataset` (at most `max_batches`)."""
+    totals, count = {}, 0
+    for batch in dataset.take(max_batches) if max_batches else dataset:
+        for name, value in eval_step(batch).items():
+            totals[name] = totals.get(name, 0.0) + float(value)
+        count += 1
+    return {name: total / count for name, total in totals.items()}

@@ -1,0 +1,210 @@
+"""PermaKey: learn object keypoints from Atari frames by local spatial predictability.
+
+    python pkey_train.py with env="mspacman" num_keypoints=7
+    python pkey_train.py with quick                     # ~15 min on a laptop CPU
+    python pkey_train.py with resume_dir=permakey_exp/none/mspacman/7/1
+    python pkey_train.py evaluate with run_dir=permakey_exp/none/mspacman/7/1
+
+Runs live in permakey_exp/<noise_type>/<env>/<num_keypoints>/<run id>/ (see runs.py).
+The three parts of the model (VAE, LSP MLPs, PointNet) each learn from their own loss
+only (SPEC section 2); one Adam over all of them is equivalent because the model stops
+gradients between the parts.
+"""
+import os
+
+import numpy as np
+import tensorflow as tf
+from sacred import Experiment
+
+import plots
+import preprocess
+import runs
+import ul_loss
+import vision_modules
+from runs import ConfigError, one_line_errors
+
+ex = Experiment("permakey", save_git_info=False)
+EXP_ROOT = "permakey_exp"
+
+
+@ex.config
+def config():
+    env = "mspacman"  # short game name: mspacman, frostbite, seaquest, battlezone, ...
+    num_keypoints = 7
+    noise_type = "none"  # none | horizontal | vertical | both
+    data_dir = preprocess.DEFAULT_DATA_DIR  # generated on first use
+    num_frames = 100_000  # training frames to generate (valid/test: num_eval_frames)
+    num_eval_frames = None  # None: num_frames // 10
+    lsp_layers = (0, 1)  # encoder layers whose local spatial predictability is measured
+    patch_sizes = (2, 2)  # LSP cell size per layer
+    gauss_std = 0.12
+    latent_dim_size = 32
+    decoder_type = "conv"  # conv | deconv
+    batch_size = 32
+    epochs = 100
+    steps_per_epoch = None  # None: one pass over the training frames
+    valid_batches = None  # None: the whole validation split
+    learning_rate = 2e-4
+    decay_steps = 10_000
+    decay_rate = 0.85
+    max_patience = 10
+    seed = 0
+    resume_dir = None  # a run folder to continue from its last checkpoint
+    exp_root = EXP_ROOT
+    run_dir = None  # evaluate: the run folder to load
+    ckpt = "best"  # evaluate: best | last | an epoch number
+    num_eval_batches = 2  # evaluate: test batches saved as npz and PNG
+
+
+@ex.named_config
+def quick():
+    """A short MsPacman run for a laptop CPU: small data, few steps, keypoints in minutes."""
+    num_frames = 5_000
+    num_eval_frames = 640
+    batch_size = 16
+    epochs = 8
+    steps_per_epoch = 50
+    valid_batches = 10
+    learning_rate = 1e-3
+    max_patience = 8
+
+
+def run_folder(command, config):
+    """Where a command writes: training in a new numbered folder, evaluate in its run."""
+    if command == "evaluate":
+        return os.path.join(config["run_dir"] or "unset", "evaluate"), True
+    if config["resume_dir"]:
+        return config["resume_dir"], True
+    env = preprocess.ENV_ALIASES.get(config["env"], config["env"])
+    return os.path.join(config["exp_root"], config["noise_type"], env,
+                        str(config["num_keypoints"])), False
+
+
+ex.observers.append(runs.RunFolderObserver(run_folder))
+
+
+@ex.capture
+def model_spec(env, num_keypoints, noise_type, lsp_layers, patch_sizes, latent_dim_size,
+               decoder_type):
+    """What a PermaKey checkpoint depends on; evaluate and the RL agent check it."""
+    return {"kind": "permakey", "env": preprocess.canonical_env(env),
+            "num_keypoints": num_keypoints, "noise_type": preprocess.check_noise_type(noise_type),
+            "lsp_layers": list(lsp_layers), "patch_sizes": list(patch_sizes),
+            "latent_dim_size": latent_dim_size, "decoder_type": decoder_type}
+
+
+@ex.capture
+def build_model(num_keypoints, lsp_layers, patch_sizes, latent_dim_size, decoder_type, gauss_std):
+    return vision_modules.PermaKey(num_keypoints, lsp_layers=lsp_layers, patch_sizes=patch_sizes,
+                                   latent_dim_size=latent_dim_size, decoder_type=decoder_type,
+                                   gauss_std=gauss_std)
+
+
+@ex.capture
+def datasets(env, data_dir, num_frames, num_eval_frames, batch_size, noise_type, seed):
+    return preprocess.get_datasets(env, "frames", data_dir, batch_size, noise_type, num_frames,
+                                   num_eval_frames, seed=seed)
+
+
+def loss_steps(model, optimizer):
+    """Compiled train and eval steps: batch [B, 84, 84, 3] -> dict of scalar losses."""
+
+    @tf.function
+    def train_step(images):
+        with tf.GradientTape() as tape:
+            losses, _ = ul_loss.permakey_losses(model, images, is_training=True)
+        variables = model.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(losses["total"], variables), variables))
+        return losses
+
+    @tf.function
+    def eval_step(images):
+        return ul_loss.permakey_losses(model, images, is_training=False)[0]
+
+    return train_step, eval_step
+
+
+@ex.capture
+def make_optimizer(learning_rate, decay_steps, decay_rate):
+    schedule = tf.keras.optimizers.schedules.InverseTimeDecay(
+        learning_rate, decay_steps, decay_rate, staircase=True)
+    return tf.keras.optimizers.Adam(schedule)
+
+
+@ex.main
+@one_line_errors
+def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir, seed):
+    """Train PermaKey, keep the best checkpoint by validation LSP + PointNet loss, test it."""
+    spec = model_spec()
+    tf.random.set_seed(seed)
+    run_dir = runs.run_dir_of(_run)
+    if resume_dir:
+        runs.check_model_spec(resume_dir, spec)
+    model, optimizer = build_model(), make_optimizer()
+    data = datasets()
+    runs.write_model_spec(run_dir, spec)
+    train_step, eval_step = loss_steps(model, optimizer)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    runs.fit(train_step, eval_step, data, checkpoint, run_dir, _run, epochs, max_patience,
+             select=("lsp", "pnet"), steps_per_epoch=steps_per_epoch, valid_batches=valid_batches)
+    checkpoint.restore(runs.checkpoint_path(run_dir, "best")).expect_partial()
+    test = runs.evaluate_losses(eval_step, data["test"])
+    for name, value in test.items():
+        _run.log_scalar(f"test.{name}", value)
+    print(f"test: {' '.join(f'{k}={v:.4f}' for k, v in test.items())}")
+    write_examples(model, data["test"], os.path.join(run_dir, "evaluate"))
+    print(f"run folder: {run_dir}")
+    return test
+
+
+def load_model(run_dir, ckpt="best"):
+    """The PermaKey model of a run folder, restored from its `ckpt` checkpoint."""
+    spec = model_spec()
+    runs.check_model_spec(run_dir, spec)
+    model = build_model()
+    tf.train.Checkpoint(model=model).restore(runs.checkpoint_path(run_dir, ckpt)).expect_partial()
+    return model
+
+
+def keypoint_outputs(model, images):
+    """Inference outputs kept for figures and metrics, as numpy arrays."""
+    out = model(images, is_training=False)
+    return {"frames": images.numpy(), "recon": out["recon"].numpy(),
+            "centres": out["centres"].numpy(), "heatmaps": out["heatmaps"].numpy(),
+            "error_maps": out["error_maps"].numpy()}
+
+
+@ex.capture
+def write_examples(model, test_data, out_dir, num_eval_batches, lsp_layers):
+    """Save a few test batches as npz (frames, reconstructions, keypoints, heatmaps,
+    error maps) and as PNG figures (keypoints on frames above each layer's error map)."""
+    os.makedirs(out_dir, exist_ok=True)
+    for index, images in enumerate(test_data.take(num_eval_batches)):
+        arrays = keypoint_outputs(model, images)
+        np.savez_compressed(os.path.join(out_dir, f"batch_{index}.npz"), **arrays)
+        plots.keypoint_grid(arrays["frames"][:8], [("PermaKey", arrays["centres"][:8])],
+                            arrays["error_maps"][:8],
+                            [f"error layer {layer}" for layer in lsp_layers],
+                            path=os.path.join(out_dir, f"keypoints_{index}.png"))
+    print(f"figures and arrays: {out_dir}")
+
+
+@ex.command
+@one_line_errors
+def evaluate(_run, run_dir, ckpt):
+    """Test losses of a run's checkpoint, plus npz arrays and PNG figures of test batches."""
+    if not run_dir:
+        raise ConfigError("run_dir is not set; give a permakey_exp/... run folder")
+    model = load_model(run_dir, ckpt)
+    test_data = datasets()["test"]
+    _, eval_step = loss_steps(model, None)
+    test = runs.evaluate_losses(eval_step, test_data)
+    out_dir = runs.run_dir_of(_run) or os.path.join(run_dir, "evaluate")
+    runs.write_json(os.path.join(out_dir, "test_losses.json"), test)
+    print(f"test: {' '.join(f'{k}={v:.4f}' for k, v in test.items())}")
+    write_examples(model, test_data, out_dir)
+    return test
+
+
+if __name__ == "__main__":
+    ex.run_commandline()

@@ -1,0 +1,76 @@
+"""Figures: keypoints on frames, error maps, Figure-2 style grids, training curves.
+
+Every plot the scripts and `viz.ipynb` make lives here, so that it is tested.
+Keypoint k always has colour KEYPOINT_COLOURS[k % 20], whichever model or frame.
+"""
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+KEYPOINT_COLOURS = plt.get_cmap("tab20")(np.arange(20))[:, :3]  # [20, 3] RGB in [0, 1]
+
+
+def to_pixels(centres, size=84):
+    """Centres (y, x) in [-1, 1] -> pixel coordinates in a size x size frame (pixel centres)."""
+    return (np.asarray(centres) + 1.0) / 2.0 * (size - 1)
+
+
+def keypoint_colours(num_keypoints):
+    return KEYPOINT_COLOURS[np.arange(num_keypoints) % len(KEYPOINT_COLOURS)]
+
+
+def show_keypoints(ax, frame, centres, marker_size=40):
+    """Draw `frame` [H, W, 3] with keypoints [K, 2] on it, one fixed colour per index."""
+    ax.imshow(np.clip(frame, 0, 1), interpolation="nearest")
+    pixels = to_pixels(centres, frame.shape[0])  # [K, 2] (y, x)
+    ax.scatter(pixels[:, 1], pixels[:, 0], s=marker_size, c=keypoint_colours(len(pixels)),
+               edgecolors="white", linewidths=0.8)
+    ax.set_xlim(-0.5, frame.shape[1] - 0.5)
+    ax.set_ylim(frame.shape[0] - 0.5, -0.5)
+
+
+def keypoint_grid(frames, keypoint_rows, error_maps=None, error_labels=None, path=None,
+                  title=None):
+    """The paper's Figure 2 layout: one column per example, rows top to bottom:
+    the frame, then one row per (label, centres [N, K, 2]) in `keypoint_rows`, then
+    one row per channel of `error_maps` [N, H, W, L]. Saved atomically to `path`.
+    """
+    frames = np.asarray(frames)
+    num_examples = len(frames)
+    num_error = 0 if error_maps is None else error_maps.shape[-1]
+    num_rows = 1 + len(keypoint_rows) + num_error
+    fig, axes = plt.subplots(num_rows, num_examples, squeeze=False,
+                             figsize=(1.6 * num_examples, 1.6 * num_rows))
+    for col in range(num_examples):
+        axes[0, col].imshow(np.clip(frames[col], 0, 1), interpolation="nearest")
+        for row, (_, centres) in enumerate(keypoint_rows, start=1):
+            show_keypoints(axes[row, col], frames[col], centres[col])
+        for channel in range(num_error):
+            axes[1 + len(keypoint_rows) + channel, col].imshow(
+                error_maps[col, ..., channel], cmap="viridis", vmin=0, vmax=1,
+                interpolation="nearest")
+    labels = ["frame"] + [label for label, _ in keypoint_rows] + list(
+        error_labels or [f"error map {c}" for c in range(num_error)])
+    for row, label in enumerate(labels):
+        axes[row, 0].set_ylabel(label, fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    if path:
+        save_figure(fig, path)
+    return fig
+
+
+def save_figure(fig, path):
+    """Save a figure as PNG atomically (temporary name, then rename) and close it."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
