@@ -3,13 +3,13 @@
 Every plot the scripts and `viz.ipynb` make lives here, so that it is tested.
 Keypoint k always has colour KEYPOINT_COLOURS[k % 20], whichever model or frame.
 """
-import os
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from runs import atomic_path  # noqa: E402
 
 KEYPOINT_COLOURS = plt.get_cmap("tab20")(np.arange(20))[:, :3]  # [20, 3] RGB in [0, 1]
 
@@ -70,7 +70,6 @@ def keypoint_grid(frames, keypoint_rows, error_maps=None, error_labels=None, pat
 
 def save_figure(fig, path):
     """Save a figure as PNG atomically (temporary name, then rename) and close it."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    fig.savefig(tmp, format="png", dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)

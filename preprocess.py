@@ -20,7 +20,7 @@ import numpy as np
 from sacred import Experiment
 from tqdm import tqdm
 
-from runs import ConfigError, one_line_errors
+from runs import ConfigError, atomic_path, one_line_errors
 
 ALE_IDS = {
     "mspacman": "MsPacman",
@@ -274,18 +274,12 @@ def write_h5(path, arrays, attrs):
 
     An interrupted write leaves only the temporary file, which nothing reads.
     """
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with h5py.File(tmp, "w") as f:
-            for name, data in arrays.items():
-                chunks = (min(64, len(data)),) + data.shape[1:] if len(data) else None
-                f.create_dataset(name, data=data, chunks=chunks, compression="gzip",
-                                 compression_opts=4, shuffle=True)
-            f.attrs.update(attrs)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for name, data in arrays.items():
+            chunks = (min(64, len(data)),) + data.shape[1:] if len(data) else None
+            f.create_dataset(name, data=data, chunks=chunks, compression="gzip",
+                             compression_opts=4, shuffle=True)
+        f.attrs.update(attrs)
 
 
 def read_h5(path, fields=None):

@@ -7,6 +7,7 @@ hold), TensorBoard scalars (`tb/`) and checkpoints (`ckpt_last/`, `ckpt_best/`).
 Resuming points `resume_dir` at such a folder: the new invocation writes into the
 same folder, restores the last checkpoint and continues its step count and metrics.
 """
+import contextlib
 import functools
 import json
 import math
@@ -80,12 +81,24 @@ def read_json(path, default=None):
         return json.load(f)
 
 
-def write_json(path, data):
-    """Write JSON atomically (temporary name, then rename)."""
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary name to write; rename it to `path` only if the block succeeds.
+
+    An interrupted or failed write leaves neither a partial `path` nor the temporary.
+    """
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path, data):
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
 
 
 def run_dir_of(_run):

@@ -280,11 +280,10 @@ def test_data_dir_that_is_a_file(tmp_path):
         pp.generate_dataset("mspacman", str(target), num_frames=10)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
-def test_data_dir_not_writable(tmp_path):
-    tmp_path.chmod(0o500)
-    with pytest.raises(ConfigError, match="not writable|cannot be created"):
-        pp.generate_dataset("mspacman", str(tmp_path / "d"), num_frames=10)
+def test_data_dir_not_writable(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # CI runs as root, who may write anywhere
+    with pytest.raises(ConfigError, match=f"data_dir {tmp_path} is not writable"):
+        pp.generate_dataset("mspacman", str(tmp_path), num_frames=10)
 
 
 def test_too_few_frames_for_a_batch_or_a_window(small_data):
