@@ -52,9 +52,13 @@ def gaussian_heatmaps(centres, height, width, std):
 # Conv towers.
 
 def _upsample(inputs, factor, method):
-    """Resize [B, H, W, C] by an integer factor with `method` ("nearest" or "bilinear")."""
-    size = tf.shape(inputs)[1:3] * factor
-    return tf.image.resize(inputs, size, method=method)
+    """Resize [B, H, W, C] by an integer factor with `method` ("nearest" or "bilinear").
+
+    H and W must be static (they are throughout this project), so outputs keep static
+    spatial shapes inside tf.function.
+    """
+    height, width = inputs.shape[1:3]
+    return tf.image.resize(inputs, [height * factor, width * factor], method=method)
 
 
 class ConvStack(snt.Module):
@@ -162,6 +166,11 @@ class VAEEncoder(snt.Module):
         flat = snt.flatten(activations[-1])                          # [B, 21*21*128]
         mean, raw_scale = tf.split(self.to_latent(flat), 2, axis=-1)  # [B, latent] each
         return mean, tf.nn.softplus(raw_scale), activations
+
+
+def sample_latent(mean, scale):
+    """Reparameterised sample of N(mean, scale^2): gradients reach mean and scale."""
+    return mean + scale * tf.random.normal(tf.shape(mean))
 
 
 class VAEDecoder(snt.Module):
@@ -353,7 +362,7 @@ class PermaKey(snt.Module):
         q(z | x); at inference z is the posterior mean.
         """
         z_mean, z_scale, activations = self.encoder(images, is_training)
-        z = z_mean + z_scale * tf.random.normal(tf.shape(z_mean)) if is_training else z_mean
+        z = sample_latent(z_mean, z_scale) if is_training else z_mean
         recon = self.decoder(z, is_training)
         predictions, targets, cell_maps, error_maps = self._local_spatial_prediction(
             activations, is_training)

@@ -314,12 +314,31 @@ def test_transporter_output_and_keypoint_shapes():
         (3, 4, 2), (3, 42, 42, 4), (3, 42, 42, 32))
 
 
-def test_transporter_small_images_and_tf_function():
-    model = vision_modules.Transporter(num_keypoints=2, image_size=16)
-    out = tf.function(lambda a, b: model(a, b, is_training=True))(
-        _images(2, 16, seed=0), _images(2, 16, seed=1))
-    assert out["recon"].shape == (2, 16, 16, 3)
-    assert out["heatmaps_b"].shape == (2, 8, 8, 2)
+def test_models_keep_static_shapes_inside_tf_function():
+    # Downstream code (agent masks, flatten -> Dense) needs static spatial shapes even
+    # with an unknown batch size.
+    permakey = vision_modules.PermaKey(3, image_size=16)
+    transporter = vision_modules.Transporter(num_keypoints=2, image_size=16)
+    images = _images(2, 16)
+    permakey(images, is_training=True)
+    transporter(images, images, is_training=True)
+    static_shapes = {}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 16, 16, 3])])
+    def keypoints(frames):
+        centres, heatmaps, features = permakey.keypoints_and_features(frames)
+        pk_recon = permakey(frames, is_training=True)["recon"]
+        out = transporter(frames, frames, is_training=True)
+        static_shapes.update(pk_centres=centres.shape, pk_heatmaps=heatmaps.shape,
+                             pk_features=features.shape, pk_recon=pk_recon.shape,
+                             tp_recon=out["recon"].shape,
+                             tp_heatmaps=out["heatmaps_b"].shape)
+        return out["recon"]
+
+    assert keypoints(images).shape == (2, 16, 16, 3)
+    assert static_shapes == dict(
+        pk_centres=(None, 3, 2), pk_heatmaps=(None, 4, 4, 3), pk_features=(None, 8, 8, 64),
+        pk_recon=(None, 16, 16, 3), tp_recon=(None, 16, 16, 3), tp_heatmaps=(None, 8, 8, 2))
 
 
 @pytest.mark.parametrize("kwargs, match", [
