@@ -209,6 +209,7 @@ class RecurrentQNetwork(snt.Module):
         All B * T frames go through the encoder as one batch (one set of batch-norm
         statistics), then the LSTM runs over T.
         """
+        inputs = tf.nest.map_structure(tf.convert_to_tensor, inputs)
         batch_size, length = tf.nest.flatten(inputs)[0].shape[:2]
         frames = tf.nest.map_structure(merge_batch_time, inputs)            # [B*T, ...]
         embeddings = self._encoder(frames, is_training, test_local_stats)   # [B*T, D]

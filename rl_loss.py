@@ -1,0 +1,222 @@
+"""Recurrent double Q-learning for the keypoint agent (SPEC section 4).
+
+Three parts:
+  1. agent inputs from keypoints: encoder features masked by heatmaps rendered from
+     the keypoint centres at the feature grid (42 x 42, std 0.15, threshold 0.2);
+  2. n-step double-Q targets and the recurrent TD loss over sampled windows;
+  3. the learner step (Adam, global-norm clipping, soft target update), which runs
+     eagerly, inside `tf.function` and under a tf.distribute strategy.
+
+A training batch is a dict of [B, T, ...] tensors, T >= window_size + n_step:
+  "inputs":  the Q-network's inputs (a nest, e.g. `cnn_inputs` of every frame);
+  "actions": int32, "rewards": float32, "dones": float32 (1 where the step's
+             transition ended the episode, and on padding), "mask": float32 (1 on real
+             steps, 0 on padding past the episode end), as `replay.EpisodeReplay` gives.
+"""
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+import runs
+import vision_modules
+
+HEATMAP_STD = 0.15
+MASK_THRESHOLD = 0.2
+
+
+# --------------------------------------------------------------------------------------
+# 1. Agent inputs from keypoints.
+
+def keypoint_heatmaps(features, centres, std):
+    """Gaussian heatmaps [N, H, W, K] of the centres [N, K, 2] on the features' grid."""
+    height, width = features.shape[1:3]
+    return vision_modules.gaussian_heatmaps(centres, height, width, std)
+
+
+def cnn_inputs(features, centres, std=HEATMAP_STD, threshold=MASK_THRESHOLD):
+    """Features [N, H, W, C] kept where the summed heatmaps exceed `threshold`, else 0."""
+    heatmaps = keypoint_heatmaps(features, centres, std)                 # [N, H, W, K]
+    summed = tf.reduce_sum(heatmaps, axis=-1, keepdims=True)             # [N, H, W, 1]
+    return features * tf.cast(summed > threshold, features.dtype)        # [N, H, W, C]
+
+
+def gnn_inputs(features, centres, std=HEATMAP_STD, threshold=MASK_THRESHOLD):
+    """(node features [N, K, C], centres [N, K, 2]) for the GNN encoder.
+
+    Node k's feature is the mean of `features` [N, H, W, C] over the cells where
+    heatmap k exceeds `threshold` (0 if there are none).
+    """
+    heatmaps = keypoint_heatmaps(features, centres, std)                 # [N, H, W, K]
+    masks = tf.cast(heatmaps > threshold, features.dtype)                # [N, H, W, K]
+    sums = tf.einsum("nhwc,nhwk->nkc", features, masks)                  # [N, K, C]
+    counts = tf.reduce_sum(masks, axis=[1, 2])[:, :, tf.newaxis]         # [N, K, 1]
+    return tf.math.divide_no_nan(sums, counts), centres
+
+
+# --------------------------------------------------------------------------------------
+# 2. Targets and loss.
+
+def double_q_values(q_select, q_evaluate):
+    """Q_evaluate(s, argmax_a Q_select(s, a)): [..., A], [..., A] -> [...]."""
+    best_actions = tf.argmax(q_select, axis=-1, output_type=tf.int32)
+    return tf.gather(q_evaluate, best_actions, batch_dims=len(best_actions.shape))
+
+
+def n_step_double_q_targets(rewards, dones, q_online, q_target, n_step, gamma):
+    """Textbook n-step double-Q targets for steps t = 0 .. T - n_step - 1.
+
+        G_t = sum_{i<n} gamma^i r_{t+i}
+              + gamma^n (1 - done) Q_target(s_{t+n}, argmax_a Q_online(s_{t+n}, a))
+
+    `dones[t] = 1` means the transition taken at step t ended the episode: its reward
+    r_t counts, and nothing after it does. So the sum stops at the first done inside
+    the window and `(1 - done)` = prod_{i<n} (1 - dones[t+i]) drops the bootstrap:
+    no value is ever taken from past a terminal step.
+
+    rewards, dones: [B, T]; q_online, q_target: [B, T, A]. Returns [B, T - n_step].
+    """
+    num_targets = rewards.shape[1] - n_step
+    returns = tf.zeros_like(rewards[:, :num_targets])                  # [B, T - n]
+    alive = tf.ones_like(returns)                                      # no done yet
+    for i in range(n_step):
+        returns += alive * gamma ** i * rewards[:, i:i + num_targets]
+        alive *= 1.0 - dones[:, i:i + num_targets]
+    bootstrap = double_q_values(q_online[:, n_step:], q_target[:, n_step:])  # [B, T - n]
+    return returns + alive * gamma ** n_step * bootstrap
+
+
+def huber(x, delta=1.0):
+    """0.5 x^2 for |x| <= delta, delta (|x| - delta / 2) beyond: linear tails."""
+    abs_x = tf.abs(x)
+    return tf.where(abs_x <= delta, 0.5 * tf.square(x), delta * (abs_x - 0.5 * delta))
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnerConfig:
+    """Recurrent double Q-learning hyperparameters, SPEC section 4."""
+    window_size: int = 8        # steps per sequence that carry a loss
+    n_step: int = 3
+    gamma: float = 0.99
+    tau: float = 0.005          # soft target update rate, after every update
+    max_grad_norm: float = 10.0
+
+    @property
+    def sequence_length(self):
+        """Steps to sample per window: window_size + n_step + 1 (SPEC section 4)."""
+        return self.window_size + self.n_step + 1
+
+
+def recurrent_double_q_loss(online, target, batch, config):
+    """Huber TD loss on the first `window_size` steps of each sequence.
+
+    Both networks unroll every sequence from a zero LSTM state. The online network
+    (training mode) gives Q(s_t, a_t) and selects the bootstrap action; the target
+    network evaluates it, normalising with the batch's statistics without touching its
+    own moving averages (the target's batch-norm statistics are never read).
+
+    Huber (delta 1) rather than squared error: rewards are clipped to their sign, so
+    TD errors of 3-step returns rarely exceed 1 and the loss is then 0.5 x squared
+    error; the linear tails cap the gradient of the occasional large error (early
+    targets, stale windows), as in DQN.
+
+    Returns this replica's share of the mean over all sequences and loss steps of all
+    replicas (`tf.nn.compute_average_loss`), padded steps counting as zero, so that
+    summing the replicas' gradients gives the full batch's gradient.
+    """
+    num_steps = batch["rewards"].shape[1]
+    if num_steps < config.window_size + config.n_step:
+        raise ValueError(f"sequences of {num_steps} steps are too short for window_size "
+                         f"{config.window_size} + n_step {config.n_step}")
+    window = slice(0, config.window_size)
+    q_online = online.unroll(batch["inputs"], is_training=True)          # [B, T, A]
+    q_target = target.unroll(batch["inputs"], is_training=False,
+                             test_local_stats=True)                      # [B, T, A]
+    targets = n_step_double_q_targets(batch["rewards"], batch["dones"], q_online,
+                                      q_target, config.n_step, config.gamma)
+    q_taken = tf.gather(q_online, batch["actions"], batch_dims=2)        # [B, T]
+    td_errors = tf.stop_gradient(targets[:, window]) - q_taken[:, window]  # [B, W]
+    step_losses = huber(td_errors) * batch["mask"][:, window]            # [B, W]
+    return tf.nn.compute_average_loss(tf.reduce_mean(step_losses, axis=1))
+
+
+# --------------------------------------------------------------------------------------
+# 3. The learner step.
+
+def soft_update(target_variables, online_variables, tau):
+    """target <- (1 - tau) target + tau online, pairwise; tau = 1 copies."""
+    for target_variable, online_variable in zip(target_variables, online_variables,
+                                                strict=True):
+        target_variable.assign((1.0 - tau) * target_variable + tau * online_variable)
+
+
+def clip_by_global_norm_across_replicas(gradients, max_norm):
+    """Scale this replica's gradients so that their sum over replicas has global norm
+    at most `max_norm`.
+
+    The optimizer sums the replicas' gradients after its own clipping would have run,
+    so clipping is done here, on the norm of the sum (one extra all-reduce). Without
+    a strategy the "sum" is the gradients themselves.
+    """
+    summed = tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.SUM, gradients)
+    norm = tf.linalg.global_norm(summed)
+    scale = max_norm / tf.maximum(norm, max_norm)
+    return [gradient * scale for gradient in gradients]
+
+
+def make_optimizer(learning_rate=1e-4):
+    """Adam, lr 1e-4 (SPEC section 4). Create it under `strategy.scope()` if any."""
+    return tf.keras.optimizers.Adam(learning_rate)
+
+
+def make_update_fn(online, target, optimizer, config=LearnerConfig(), strategy=None):
+    """A learner step `update(batch) -> mean loss`, to call eagerly or in tf.function.
+
+    `batch` comes from `distribute_batch` (split across the strategy's replicas). Each
+    replica computes the loss on its shard; the gradients are summed across replicas,
+    clipped to global norm `config.max_grad_norm` and applied by `optimizer` (a
+    tf.keras optimizer, created under the strategy's scope: Sonnet's optimizers refuse
+    MirroredStrategy, SPEC section 8); then the target network moves towards the online
+    one by `config.tau`. The online and target networks need their variables already
+    (`agent.create_variables`); the optimizer's are created here, eagerly, because a
+    traced step under a strategy cannot create them.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    variables = online.trainable_variables
+    if not variables:
+        raise ValueError("the online network has no variables yet: call "
+                         "agent.create_variables first")
+    with strategy.scope():
+        optimizer.build(variables)
+
+    def replica_update(batch):
+        with tf.GradientTape() as tape:
+            loss = recurrent_double_q_loss(online, target, batch, config)
+        gradients = tape.gradient(loss, variables)
+        gradients = clip_by_global_norm_across_replicas(gradients, config.max_grad_norm)
+        optimizer.apply_gradients(zip(gradients, variables))
+        return loss
+
+    def update(batch):
+        losses = strategy.run(replica_update, args=(batch,))
+        soft_update(target.trainable_variables, variables, config.tau)
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    return update
+
+
+def distribute_batch(strategy, batch):
+    """Split a batch (nest of [B, ...] arrays) along B into one shard per replica."""
+    num_replicas = strategy.num_replicas_in_sync
+    batch_size = len(tf.nest.flatten(batch)[0])
+    if batch_size % num_replicas:
+        raise runs.ConfigError(f"batch size {batch_size} is not divisible by the "
+                               f"{num_replicas} replicas")
+
+    def shard(context):
+        replica = context.replica_id_in_sync_group
+        return tf.nest.map_structure(
+            lambda x: np.split(np.asarray(x), num_replicas)[replica], batch)
+
+    return strategy.experimental_distribute_values_from_function(shard)
