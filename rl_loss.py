@@ -103,7 +103,11 @@ class LearnerConfig:
 
     @property
     def sequence_length(self):
-        """Steps to sample per window: window_size + n_step + 1 (SPEC section 4)."""
+        """Steps to sample per window: window_size + n_step + 1 (SPEC section 4).
+
+        The targets of the window_size loss steps need window_size + n_step steps; the
+        SPEC's one extra step is sampled but not used by the loss.
+        """
         return self.window_size + self.n_step + 1
 
 
@@ -115,10 +119,9 @@ def recurrent_double_q_loss(online, target, batch, config):
     network evaluates it, normalising with the batch's statistics without touching its
     own moving averages (the target's batch-norm statistics are never read).
 
-    Huber (delta 1) rather than squared error: rewards are clipped to their sign, so
-    TD errors of 3-step returns rarely exceed 1 and the loss is then 0.5 x squared
-    error; the linear tails cap the gradient of the occasional large error (early
-    targets, stale windows), as in DQN.
+    Huber (delta 1) rather than squared error, as in DQN: with sign-clipped rewards
+    most TD errors are below 1, where it is 0.5 x squared error, and its linear tails
+    bound the gradient of the large errors of early training and stale windows.
 
     Returns this replica's share of the mean over all sequences and loss steps of all
     replicas (`tf.nn.compute_average_loss`), padded steps counting as zero, so that
@@ -154,9 +157,10 @@ def clip_by_global_norm_across_replicas(gradients, max_norm):
     """Scale this replica's gradients so that their sum over replicas has global norm
     at most `max_norm`.
 
-    The optimizer sums the replicas' gradients after its own clipping would have run,
-    so clipping is done here, on the norm of the sum (one extra all-reduce). Without
-    a strategy the "sum" is the gradients themselves.
+    A tf.keras optimizer's own clipping (global_clipnorm) acts on each replica's
+    gradients before it sums them, which is not the full batch's norm; so clipping is
+    done here, on the norm of the sum (one extra all-reduce), and the optimizer then
+    sums the scaled gradients. Without a strategy the "sum" is the gradients.
     """
     summed = tf.distribute.get_replica_context().all_reduce(
         tf.distribute.ReduceOp.SUM, gradients)
@@ -180,7 +184,8 @@ def make_update_fn(online, target, optimizer, config=LearnerConfig(), strategy=N
     MirroredStrategy, SPEC section 8); then the target network moves towards the online
     one by `config.tau`. The online and target networks need their variables already
     (`agent.create_variables`); the optimizer's are created here, eagerly, because a
-    traced step under a strategy cannot create them.
+    traced step under a strategy cannot create them. Start the target network as a
+    copy of the online one with `soft_update(..., tau=1.0)`.
     """
     strategy = strategy or tf.distribute.get_strategy()
     variables = online.trainable_variables
