@@ -12,7 +12,6 @@ gradients between the parts.
 """
 import os
 
-import numpy as np
 import tensorflow as tf
 from sacred import Experiment
 
@@ -20,7 +19,6 @@ import plots
 import preprocess
 import runs
 import ul_loss
-import vision_modules
 from runs import ConfigError, one_line_errors
 
 ex = Experiment("permakey", save_git_info=False)
@@ -69,35 +67,17 @@ def quick():
     max_patience = 8
 
 
-def run_folder(command, config):
-    """Where a command writes: training in a new numbered folder, evaluate in its run."""
-    if command == "evaluate":
-        return os.path.join(config["run_dir"] or "unset", "evaluate"), True
-    if config["resume_dir"]:
-        return config["resume_dir"], True
-    env = preprocess.ENV_ALIASES.get(config["env"], config["env"])
-    return os.path.join(config["exp_root"], config["noise_type"], env,
-                        str(config["num_keypoints"])), False
-
-
-ex.observers.append(runs.RunFolderObserver(run_folder))
+ex.observers.append(runs.RunFolderObserver(runs.keypoint_run_folder))
 
 
 @ex.capture
 def model_spec(env, num_keypoints, noise_type, lsp_layers, patch_sizes, latent_dim_size,
-               decoder_type):
+               decoder_type, gauss_std):
     """What a PermaKey checkpoint depends on; evaluate and the RL agent check it."""
     return {"kind": "permakey", "env": preprocess.canonical_env(env),
             "num_keypoints": num_keypoints, "noise_type": preprocess.check_noise_type(noise_type),
             "lsp_layers": list(lsp_layers), "patch_sizes": list(patch_sizes),
-            "latent_dim_size": latent_dim_size, "decoder_type": decoder_type}
-
-
-@ex.capture
-def build_model(num_keypoints, lsp_layers, patch_sizes, latent_dim_size, decoder_type, gauss_std):
-    return vision_modules.PermaKey(num_keypoints, lsp_layers=lsp_layers, patch_sizes=patch_sizes,
-                                   latent_dim_size=latent_dim_size, decoder_type=decoder_type,
-                                   gauss_std=gauss_std)
+            "latent_dim_size": latent_dim_size, "decoder_type": decoder_type, "gauss_std": gauss_std}
 
 
 @ex.capture
@@ -137,33 +117,11 @@ def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir
     """Train PermaKey, keep the best checkpoint by validation LSP + PointNet loss, test it."""
     spec = model_spec()
     tf.random.set_seed(seed)
-    run_dir = runs.run_dir_of(_run)
-    if resume_dir:
-        runs.check_model_spec(resume_dir, spec)
-    model, optimizer = build_model(), make_optimizer()
-    data = datasets()
-    runs.write_model_spec(run_dir, spec)
-    train_step, eval_step = loss_steps(model, optimizer)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-    runs.fit(train_step, eval_step, data, checkpoint, run_dir, _run, epochs, max_patience,
-             select=("lsp", "pnet"), steps_per_epoch=steps_per_epoch, valid_batches=valid_batches)
-    checkpoint.restore(runs.checkpoint_path(run_dir, "best")).expect_partial()
-    test = runs.evaluate_losses(eval_step, data["test"])
-    for name, value in test.items():
-        _run.log_scalar(f"test.{name}", value)
-    print(f"test: {' '.join(f'{k}={v:.4f}' for k, v in test.items())}")
-    write_examples(model, data["test"], os.path.join(run_dir, "evaluate"))
-    print(f"run folder: {run_dir}")
-    return test
-
-
-def load_model(run_dir, ckpt="best"):
-    """The PermaKey model of a run folder, restored from its `ckpt` checkpoint."""
-    spec = model_spec()
-    runs.check_model_spec(run_dir, spec)
-    model = build_model()
-    tf.train.Checkpoint(model=model).restore(runs.checkpoint_path(run_dir, ckpt)).expect_partial()
-    return model
+    model, optimizer = runs.build_keypoint_model(spec), make_optimizer()
+    return runs.train_and_test(_run, spec, model, optimizer, datasets(), loss_steps(model, optimizer),
+                               ("lsp", "pnet"), write_examples, resume_dir, epochs=epochs,
+                               max_patience=max_patience, steps_per_epoch=steps_per_epoch,
+                               valid_batches=valid_batches)
 
 
 def keypoint_outputs(model, images):
@@ -181,7 +139,7 @@ def write_examples(model, test_data, out_dir, num_eval_batches, lsp_layers):
     os.makedirs(out_dir, exist_ok=True)
     for index, images in enumerate(test_data.take(num_eval_batches)):
         arrays = keypoint_outputs(model, images)
-        np.savez_compressed(os.path.join(out_dir, f"batch_{index}.npz"), **arrays)
+        runs.save_npz(os.path.join(out_dir, f"batch_{index}.npz"), arrays)
         plots.keypoint_grid(arrays["frames"][:8], [("PermaKey", arrays["centres"][:8])],
                             arrays["error_maps"][:8],
                             [f"error layer {layer}" for layer in lsp_layers],
@@ -195,15 +153,10 @@ def evaluate(_run, run_dir, ckpt):
     """Test losses of a run's checkpoint, plus npz arrays and PNG figures of test batches."""
     if not run_dir:
         raise ConfigError("run_dir is not set; give a permakey_exp/... run folder")
-    model = load_model(run_dir, ckpt)
+    model, _ = runs.load_keypoint_model(run_dir, ckpt, model_spec())
     test_data = datasets()["test"]
-    _, eval_step = loss_steps(model, None)
-    test = runs.evaluate_losses(eval_step, test_data)
-    out_dir = runs.run_dir_of(_run) or os.path.join(run_dir, "evaluate")
-    runs.write_json(os.path.join(out_dir, "test_losses.json"), test)
-    print(f"test: {' '.join(f'{k}={v:.4f}' for k, v in test.items())}")
-    write_examples(model, test_data, out_dir)
-    return test
+    return runs.evaluate_run(_run, run_dir, model, loss_steps(model, None)[1], test_data,
+                             write_examples)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import functools
 import json
 import math
 import os
+import pathlib
 import sys
 
 from sacred.observers import FileStorageObserver
@@ -59,8 +60,8 @@ class RunFolderObserver(FileStorageObserver):
         base, self.exact = self.folder_for(command, config)
         self.basedir = os.path.dirname(os.path.abspath(base)) if self.exact else base
         self.exact_dir = os.path.abspath(base)
-        self.source_dir = os.path.join(self.basedir, "_sources")
-        self.resource_dir = os.path.join(self.basedir, "_resources")
+        self.source_dir = pathlib.Path(self.basedir, "_sources")
+        self.resource_dir = pathlib.Path(self.basedir, "_resources")
         run_id = super().started_event(ex_info, command, host_info, start_time, config,
                                        meta_info, _id)
         if self.exact:
@@ -226,3 +227,92 @@ def evaluate_losses(eval_step, dataset, max_batches=None):
             totals[name] = totals.get(name, 0.0) + float(value)
         count += 1
     return {name: total / count for name, total in totals.items()}
+
+
+# ----------------------------------------------------------------------------
+# The keypoint experiments (pkey_train.py, transporter_train.py) share these
+
+
+def keypoint_run_folder(command, config):
+    """Folder of a keypoint-script command: `<exp_root>/<noise>/<env>/<K>/<new id>` for
+    training, the run folder itself when resuming, `<run_dir>/evaluate` for evaluate,
+    and `<save_base_dir>/<noise>/<env>/<K>/<new id>` for compare_kpts."""
+    if command == "evaluate":
+        return os.path.join(config["run_dir"] or "run_dir_unset", "evaluate"), True
+    if config.get("resume_dir"):
+        return config["resume_dir"], True
+    root = config.get("save_base_dir") if command == "compare_kpts" else config["exp_root"]
+    env = {"frosbite": "frostbite"}.get(config["env"], config["env"])
+    return os.path.join(root, config["noise_type"], env, str(config["num_keypoints"])), False
+
+
+def train_and_test(_run, spec, model, optimizer, data, steps, select, write_examples, resume_dir,
+                   **fit_args):
+    """Main command of a keypoint script: fit, restore the best checkpoint, test, write examples.
+
+    steps = (train_step, eval_step); `write_examples(model, test_data, out_dir)` saves
+    figures and arrays for a few test batches into `<run>/evaluate`.
+    """
+    import tensorflow as tf
+    if resume_dir:
+        check_model_spec(resume_dir, spec)
+    run_dir = run_dir_of(_run)
+    write_model_spec(run_dir, spec)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    fit(*steps, data, checkpoint, run_dir, _run, select=select, **fit_args)
+    checkpoint.restore(checkpoint_path(run_dir, "best")).expect_partial()
+    test = evaluate_losses(steps[1], data["test"])
+    for name, value in test.items():
+        _run.log_scalar(f"test.{name}", value)
+    print(f"test: {format_losses(test)}")
+    write_examples(model, data["test"], os.path.join(run_dir, "evaluate"))
+    print(f"run folder: {run_dir}")
+    return test
+
+
+def evaluate_run(_run, run_dir, model, eval_step, test_data, write_examples):
+    """The evaluate command of a keypoint script: test losses (JSON) and example figures."""
+    out_dir = run_dir_of(_run) or os.path.join(run_dir, "evaluate")
+    test = evaluate_losses(eval_step, test_data)
+    write_json(os.path.join(out_dir, "test_losses.json"), test)
+    print(f"test: {format_losses(test)}")
+    write_examples(model, test_data, out_dir)
+    return test
+
+
+def format_losses(losses):
+    return " ".join(f"{name}={value:.4f}" for name, value in losses.items())
+
+
+ARCH_KEYS = {  # constructor arguments of each keypoint model, as stored in model.json
+    "permakey": ("num_keypoints", "lsp_layers", "patch_sizes", "latent_dim_size", "decoder_type",
+                 "gauss_std"),
+    "transporter": ("num_keypoints", "gauss_std"),
+}
+
+
+def load_keypoint_model(run_dir, ckpt, expected):
+    """Build the keypoint model a run folder describes and restore its `ckpt` checkpoint.
+
+    `expected` holds the spec values the caller relies on (kind, env, num_keypoints,
+    noise_type, ...); any difference is a one-line ConfigError. Returns (model, spec).
+    """
+    import tensorflow as tf
+    spec = check_model_spec(run_dir, expected)
+    model = build_keypoint_model(spec)
+    tf.train.Checkpoint(model=model).restore(checkpoint_path(run_dir, ckpt)).expect_partial()
+    return model, spec
+
+
+def build_keypoint_model(spec):
+    """A fresh PermaKey or Transporter module from a model spec (see ARCH_KEYS)."""
+    import vision_modules
+    classes = {"permakey": vision_modules.PermaKey, "transporter": vision_modules.Transporter}
+    return classes[spec["kind"]](**{key: spec[key] for key in ARCH_KEYS[spec["kind"]]})
+
+
+def save_npz(path, arrays):
+    """np.savez_compressed, atomically."""
+    import numpy as np
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
