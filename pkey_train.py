@@ -46,12 +46,19 @@ def config():
     decay_steps = 10_000
     decay_rate = 0.85
     max_patience = 10
-    seed = 0
+    seed = 0  # initialisation, shuffling, distractors
+    data_seed = 0  # the random-policy games of the generated dataset
     resume_dir = None  # a run folder to continue from its last checkpoint
     exp_root = EXP_ROOT
     run_dir = None  # evaluate: the run folder to load
     ckpt = "best"  # evaluate: best | last | an epoch number
-    num_eval_batches = 2  # evaluate: test batches saved as npz and PNG
+    num_eval_batches = 2  # evaluate, compare_kpts: test batches saved as npz and PNG
+    pkey_fname = None  # compare_kpts: the PermaKey run folder
+    pkey_epoch = "best"  # compare_kpts: best | last | an epoch number
+    tp_fname = None  # compare_kpts: the Transporter run folder (transporter_train.py)
+    tp_epoch = "best"
+    ablation = False  # compare_kpts: PermaKey alone
+    save_base_dir = "compare_kpts"  # compare_kpts: outputs in <save_base_dir>/<noise>/<env>/<K>/<id>
 
 
 @ex.named_config
@@ -81,9 +88,9 @@ def model_spec(env, num_keypoints, noise_type, lsp_layers, patch_sizes, latent_d
 
 
 @ex.capture
-def datasets(env, data_dir, num_frames, num_eval_frames, batch_size, noise_type, seed):
+def datasets(env, data_dir, num_frames, num_eval_frames, batch_size, noise_type, seed, data_seed):
     return preprocess.get_datasets(env, "frames", data_dir, batch_size, noise_type, num_frames,
-                                   num_eval_frames, seed=seed)
+                                   num_eval_frames, seed=seed, data_seed=data_seed)
 
 
 def loss_steps(model, optimizer):
@@ -141,8 +148,7 @@ def write_examples(model, test_data, out_dir, num_eval_batches, lsp_layers):
         arrays = keypoint_outputs(model, images)
         runs.save_npz(os.path.join(out_dir, f"batch_{index}.npz"), arrays)
         plots.keypoint_grid(arrays["frames"][:8], [("PermaKey", arrays["centres"][:8])],
-                            arrays["error_maps"][:8],
-                            [f"error layer {layer}" for layer in lsp_layers],
+                            plots.error_map_rows(arrays["error_maps"][:8], lsp_layers),
                             path=os.path.join(out_dir, f"keypoints_{index}.png"))
     print(f"figures and arrays: {out_dir}")
 
@@ -157,6 +163,38 @@ def evaluate(_run, run_dir, ckpt):
     test_data = datasets()["test"]
     return runs.evaluate_run(_run, run_dir, model, loss_steps(model, None)[1], test_data,
                              write_examples)
+
+
+@ex.command
+@one_line_errors
+def compare_kpts(_run, env, num_keypoints, noise_type, pkey_fname, pkey_epoch, tp_fname, tp_epoch,
+                 ablation, num_eval_batches, lsp_layers):
+    """PermaKey and Transporter keypoints on the same seeded test batches (Figure 2).
+
+    Per batch an npz (frames, both models' keypoints and heatmaps, PermaKey's error
+    maps and reconstructions) and a PNG grid: rows frame, Transporter keypoints,
+    PermaKey keypoints, error map of each LSP layer; one column per example.
+    """
+    if not pkey_fname or not (tp_fname or ablation):
+        raise ConfigError("compare_kpts needs pkey_fname and tp_fname (run folders); "
+                          "tp_fname may be omitted with ablation=True")
+    pkey, _ = runs.load_keypoint_model(pkey_fname, pkey_epoch, model_spec())
+    tp = None if ablation else runs.load_keypoint_model(tp_fname, tp_epoch, {
+        "kind": "transporter", "env": preprocess.canonical_env(env),
+        "num_keypoints": num_keypoints, "noise_type": noise_type})[0]
+    out_dir = runs.run_dir_of(_run) or "."
+    for index, images in enumerate(datasets()["test"].take(num_eval_batches)):
+        arrays = {f"pkey_{k}" if k != "frames" else k: v for k, v in keypoint_outputs(pkey, images).items()}
+        rows = [("PermaKey", arrays["pkey_centres"][:8])]
+        if tp is not None:
+            centres, heatmaps, _ = tp.keypoints(images, is_training=False)
+            arrays.update(tp_centres=centres.numpy(), tp_heatmaps=heatmaps.numpy())
+            rows.insert(0, ("Transporter", arrays["tp_centres"][:8]))
+        runs.save_npz(os.path.join(out_dir, f"batch_{index}.npz"), arrays)
+        plots.keypoint_grid(arrays["frames"][:8], rows,
+                            plots.error_map_rows(arrays["pkey_error_maps"][:8], lsp_layers),
+                            path=os.path.join(out_dir, f"compare_{index}.png"))
+    print(f"keypoint comparison: {out_dir}")
 
 
 if __name__ == "__main__":

@@ -33,28 +33,29 @@ def show_keypoints(ax, frame, centres, marker_size=40):
     ax.set_ylim(frame.shape[0] - 0.5, -0.5)
 
 
-def keypoint_grid(frames, keypoint_rows, error_maps=None, error_labels=None, path=None,
-                  title=None):
-    """The paper's Figure 2 layout: one column per example, rows top to bottom:
-    the frame, then one row per (label, centres [N, K, 2]) in `keypoint_rows`, then
-    one row per channel of `error_maps` [N, H, W, L]. Saved atomically to `path`.
+def error_map_rows(error_maps, lsp_layers):
+    """Image rows for keypoint_grid, one per LSP layer, from error maps [N, H, W, L]."""
+    return [(f"error layer {layer}", error_maps[..., i]) for i, layer in enumerate(lsp_layers)]
+
+
+def keypoint_grid(frames, keypoint_rows, image_rows=(), path=None, title=None):
+    """The paper's Figure 2 layout: one column per example; rows top to bottom are the
+    frame, one row per (label, centres [N, K, 2]) in `keypoint_rows` (drawn on the
+    frame), then one row per (label, images) in `image_rows`: RGB [N, H, W, 3] as is,
+    single-channel [N, H, W] maps in [0, 1] with a colour map. Saved atomically to `path`.
     """
     frames = np.asarray(frames)
-    num_examples = len(frames)
-    num_error = 0 if error_maps is None else error_maps.shape[-1]
-    num_rows = 1 + len(keypoint_rows) + num_error
+    num_examples, num_rows = len(frames), 1 + len(keypoint_rows) + len(image_rows)
     fig, axes = plt.subplots(num_rows, num_examples, squeeze=False,
                              figsize=(1.6 * num_examples, 1.6 * num_rows))
     for col in range(num_examples):
         axes[0, col].imshow(np.clip(frames[col], 0, 1), interpolation="nearest")
         for row, (_, centres) in enumerate(keypoint_rows, start=1):
             show_keypoints(axes[row, col], frames[col], centres[col])
-        for channel in range(num_error):
-            axes[1 + len(keypoint_rows) + channel, col].imshow(
-                error_maps[col, ..., channel], cmap="viridis", vmin=0, vmax=1,
-                interpolation="nearest")
-    labels = ["frame"] + [label for label, _ in keypoint_rows] + list(
-        error_labels or [f"error map {c}" for c in range(num_error)])
+        for row, (_, images) in enumerate(image_rows, start=1 + len(keypoint_rows)):
+            axes[row, col].imshow(np.clip(images[col], 0, 1), cmap="viridis", vmin=0, vmax=1,
+                                  interpolation="nearest")
+    labels = ["frame"] + [label for label, _ in keypoint_rows] + [label for label, _ in image_rows]
     for row, label in enumerate(labels):
         axes[row, 0].set_ylabel(label, fontsize=8)
     for ax in axes.flat:

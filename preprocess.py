@@ -479,17 +479,18 @@ def pair_dataset(frames, episode, batch_size, noise_type, num_pairs, shuffle, se
 
 
 def get_datasets(env, kind="frames", data_dir=DEFAULT_DATA_DIR, batch_size=32, noise_type="none",
-                 num_frames=100_000, num_eval_frames=None, num_pairs=100_000, seed=0):
+                 num_frames=100_000, num_eval_frames=None, num_pairs=100_000, seed=0, data_seed=0):
     """Train/valid/test tf.data datasets for keypoint training; generates missing files first.
 
     kind "frames": batches of single frames (PermaKey). kind "pairs": batches of
     frame pairs (Transporter); `num_pairs` per training epoch, and a tenth of it
-    (at least one batch) for valid and test.
+    (at least one batch) for valid and test. `data_seed` seeds the generated games,
+    `seed` the shuffling, pair sampling and distractors.
     """
     check_noise_type(noise_type)
     if kind not in ("frames", "pairs"):
         raise ConfigError(f"unknown dataset kind {kind!r}; accepted: frames, pairs")
-    paths = generate_dataset(env, data_dir, num_frames, num_eval_frames, seed)
+    paths = generate_dataset(env, data_dir, num_frames, num_eval_frames, data_seed)
     datasets = {}
     for index, (split, path) in enumerate(paths.items()):
         arrays, _ = read_h5(path, ("frames", "episode"))

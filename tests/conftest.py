@@ -15,3 +15,37 @@ import tensorflow as tf  # noqa: E402
 tf.config.set_logical_device_configuration(
     tf.config.list_physical_devices("CPU")[0],
     [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+import pytest  # noqa: E402
+
+# A tiny keypoint-training config: a few hundred generated MsPacman frames, 3 steps.
+TINY_KEYPOINT_CONFIG = {"num_frames": 400, "num_eval_frames": 150, "batch_size": 4, "epochs": 1,
+                        "steps_per_epoch": 3, "valid_batches": 2, "num_keypoints": 3}
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("data"))
+
+
+def tiny_run(script, root, data_dir, **updates):
+    """Train `script`'s experiment on the tiny config: (config, run folder)."""
+    config = dict(TINY_KEYPOINT_CONFIG, data_dir=data_dir, exp_root=str(root), **updates)
+    run = script.ex.run(config_updates=config)
+    return config, run.observers[0].dir
+
+
+@pytest.fixture(scope="session")
+def tiny_pkey_run(tmp_path_factory, tiny_data_dir):
+    """A tiny trained PermaKey run shared by the tests: (config, run folder)."""
+    import pkey_train
+    return tiny_run(pkey_train, tmp_path_factory.mktemp("permakey_exp"), tiny_data_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_transporter_run(tmp_path_factory, tiny_data_dir):
+    """A tiny trained Transporter run shared by the tests: (config, run folder)."""
+    import transporter_train
+    return tiny_run(transporter_train, tmp_path_factory.mktemp("transporter_exp"), tiny_data_dir,
+                    num_pairs=12)

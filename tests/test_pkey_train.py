@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import conftest
 import pkey_train
 import ul_loss
 import vision_modules
@@ -53,21 +54,10 @@ def test_training_on_sprites_lowers_losses_and_finds_the_sprites():
 
 # ---------------------------------------------------------------- the Sacred experiment
 
-TINY = {"num_frames": 400, "num_eval_frames": 150, "batch_size": 4, "epochs": 1,
-        "steps_per_epoch": 3, "valid_batches": 2, "num_keypoints": 3}
-
-
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """One tiny training run on generated MsPacman frames: (config, run folder)."""
-    root = tmp_path_factory.mktemp("pkey")
-    config = dict(TINY, data_dir=str(root / "data"), exp_root=str(root / "permakey_exp"))
-    run = pkey_train.ex.run(config_updates=config)
-    return config, runs_dir(run)
-
-
-def runs_dir(run):
-    return run.observers[0].dir
+def tiny_run(tmp_path_factory, tiny_data_dir):
+    """A tiny PermaKey run of this module's own, as resume changes it: (config, run folder)."""
+    return conftest.tiny_run(pkey_train, tmp_path_factory.mktemp("permakey_exp"), tiny_data_dir)
 
 
 def read_metrics(run_dir):
@@ -77,7 +67,7 @@ def read_metrics(run_dir):
 
 def test_run_folder_layout(tiny_run):
     config, run_dir = tiny_run
-    assert run_dir.endswith(os.path.join("permakey_exp", "none", "mspacman", "3", "1"))
+    assert run_dir.endswith(os.path.join("none", "mspacman", "3", "1"))
     for name in ("config.json", "run.json", "metrics.json", "model.json", "tb", "ckpt_best", "ckpt_last"):
         assert os.path.exists(os.path.join(run_dir, name)), name
     metrics = read_metrics(run_dir)

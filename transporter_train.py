@@ -1,0 +1,138 @@
+"""Transporter (Kulkarni et al. 2019), the paper's keypoint baseline, on Atari frame pairs.
+
+    python transporter_train.py with env="mspacman" num_keypoints=7
+    python transporter_train.py with env="mspacman" num_keypoints=7 noise_type="both"
+    python transporter_train.py with resume_dir=transporter_exp/none/mspacman/7/1
+    python transporter_train.py evaluate with run_dir=transporter_exp/none/mspacman/7/1
+
+Each example is two frames of one episode (SPEC section 1): the model reconstructs the
+second from the first by moving features at both frames' keypoints. Runs live in
+transporter_exp/<noise_type>/<env>/<num_keypoints>/<run id>/, laid out as PermaKey's.
+"""
+import os
+
+import tensorflow as tf
+from sacred import Experiment
+
+import plots
+import preprocess
+import runs
+import ul_loss
+from runs import ConfigError, one_line_errors
+
+ex = Experiment("transporter", save_git_info=False)
+
+
+@ex.config
+def config():
+    env = "mspacman"  # short game name: mspacman, frostbite, seaquest, battlezone, ...
+    num_keypoints = 7
+    noise_type = "none"  # none | horizontal | vertical | both
+    data_dir = preprocess.DEFAULT_DATA_DIR  # generated on first use
+    num_frames = 100_000  # training frames to generate (valid/test: num_eval_frames)
+    num_eval_frames = None  # None: num_frames // 10
+    num_pairs = 100_000  # training pairs per epoch (valid/test use a tenth)
+    gauss_std = 0.1
+    batch_size = 64
+    epochs = 100
+    steps_per_epoch = None  # None: num_pairs // batch_size
+    valid_batches = None  # None: all validation pairs
+    learning_rate = 2e-4
+    decay_steps = 30_000
+    decay_rate = 0.9
+    max_patience = 10
+    seed = 0  # initialisation, shuffling, distractors
+    data_seed = 0  # the random-policy games of the generated dataset
+    resume_dir = None  # a run folder to continue from its last checkpoint
+    exp_root = "transporter_exp"
+    run_dir = None  # evaluate: the run folder to load
+    ckpt = "best"  # evaluate: best | last | an epoch number
+    num_eval_batches = 2  # evaluate: test batches saved as npz and PNG
+
+
+ex.observers.append(runs.RunFolderObserver(runs.keypoint_run_folder))
+
+
+@ex.capture
+def model_spec(env, num_keypoints, noise_type, gauss_std):
+    """What a Transporter checkpoint depends on; evaluate, compare_kpts and RL check it."""
+    return {"kind": "transporter", "env": preprocess.canonical_env(env),
+            "num_keypoints": num_keypoints, "noise_type": preprocess.check_noise_type(noise_type),
+            "gauss_std": gauss_std}
+
+
+@ex.capture
+def datasets(env, data_dir, num_frames, num_eval_frames, num_pairs, batch_size, noise_type, seed,
+             data_seed):
+    return preprocess.get_datasets(env, "pairs", data_dir, batch_size, noise_type, num_frames,
+                                   num_eval_frames, num_pairs, seed=seed, data_seed=data_seed)
+
+
+def loss_steps(model, optimizer):
+    """Compiled train and eval steps: (frame_a, frame_b) [B, 84, 84, 3] each -> scalar losses."""
+
+    @tf.function
+    def train_step(pair):
+        with tf.GradientTape() as tape:
+            losses, _ = ul_loss.transporter_losses(model, *pair, is_training=True)
+        variables = model.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(losses["total"], variables), variables))
+        return losses
+
+    @tf.function
+    def eval_step(pair):
+        return ul_loss.transporter_losses(model, *pair, is_training=False)[0]
+
+    return train_step, eval_step
+
+
+@ex.capture
+def make_optimizer(learning_rate, decay_steps, decay_rate):
+    schedule = tf.keras.optimizers.schedules.InverseTimeDecay(
+        learning_rate, decay_steps, decay_rate, staircase=True)
+    return tf.keras.optimizers.Adam(schedule)
+
+
+@ex.main
+@one_line_errors
+def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir, seed):
+    """Train Transporter, keep the best checkpoint by validation reconstruction loss, test it."""
+    spec = model_spec()
+    tf.random.set_seed(seed)
+    model, optimizer = runs.build_keypoint_model(spec), make_optimizer()
+    return runs.train_and_test(_run, spec, model, optimizer, datasets(), loss_steps(model, optimizer),
+                               ("recon",), write_examples, resume_dir, epochs=epochs,
+                               max_patience=max_patience, steps_per_epoch=steps_per_epoch,
+                               valid_batches=valid_batches)
+
+
+@ex.capture
+def write_examples(model, test_data, out_dir, num_eval_batches):
+    """Save a few test pairs as npz (frames, reconstructions, keypoints, heatmaps) and PNG
+    figures (the second frame, its keypoints, and its reconstruction from the first)."""
+    os.makedirs(out_dir, exist_ok=True)
+    for index, (frame_a, frame_b) in enumerate(test_data.take(num_eval_batches)):
+        out = model(frame_a, frame_b, is_training=False)
+        arrays = {"frames_a": frame_a.numpy(), "frames_b": frame_b.numpy(),
+                  **{key: out[key].numpy() for key in
+                     ("recon", "centres_a", "centres_b", "heatmaps_a", "heatmaps_b")}}
+        runs.save_npz(os.path.join(out_dir, f"batch_{index}.npz"), arrays)
+        plots.keypoint_grid(arrays["frames_b"][:8], [("Transporter", arrays["centres_b"][:8])],
+                            [("reconstruction", arrays["recon"][:8])],
+                            path=os.path.join(out_dir, f"keypoints_{index}.png"))
+    print(f"figures and arrays: {out_dir}")
+
+
+@ex.command
+@one_line_errors
+def evaluate(_run, run_dir, ckpt):
+    """Test loss of a run's checkpoint, plus npz arrays and PNG figures of test pairs."""
+    if not run_dir:
+        raise ConfigError("run_dir is not set; give a transporter_exp/... run folder")
+    model, _ = runs.load_keypoint_model(run_dir, ckpt, model_spec())
+    return runs.evaluate_run(_run, run_dir, model, loss_steps(model, None)[1], datasets()["test"],
+                             write_examples)
+
+
+if __name__ == "__main__":
+    ex.run_commandline()
