@@ -94,37 +94,20 @@ def datasets(env, data_dir, num_frames, num_eval_frames, batch_size, noise_type,
 
 
 def loss_steps(model, optimizer):
-    """Compiled train and eval steps: batch [B, 84, 84, 3] -> dict of scalar losses."""
-
-    @tf.function
-    def train_step(images):
-        with tf.GradientTape() as tape:
-            losses, _ = ul_loss.permakey_losses(model, images, is_training=True)
-        variables = model.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(losses["total"], variables), variables))
-        return losses
-
-    @tf.function
-    def eval_step(images):
-        return ul_loss.permakey_losses(model, images, is_training=False)[0]
-
-    return train_step, eval_step
-
-
-@ex.capture
-def make_optimizer(learning_rate, decay_steps, decay_rate):
-    schedule = tf.keras.optimizers.schedules.InverseTimeDecay(
-        learning_rate, decay_steps, decay_rate, staircase=True)
-    return tf.keras.optimizers.Adam(schedule)
+    """Compiled train and eval steps: images [B, 84, 84, 3] -> dict of scalar losses."""
+    return runs.compiled_steps(model, optimizer,
+                               lambda images, training: ul_loss.permakey_losses(model, images, training))
 
 
 @ex.main
 @one_line_errors
-def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir, seed):
+def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir, seed,
+          learning_rate, decay_steps, decay_rate):
     """Train PermaKey, keep the best checkpoint by validation LSP + PointNet loss, test it."""
     spec = model_spec()
     tf.random.set_seed(seed)
-    model, optimizer = runs.build_keypoint_model(spec), make_optimizer()
+    model = runs.build_keypoint_model(spec)
+    optimizer = runs.inverse_time_adam(learning_rate, decay_steps, decay_rate)
     return runs.train_and_test(_run, spec, model, optimizer, datasets(), loss_steps(model, optimizer),
                                ("lsp", "pnet"), write_examples, resume_dir, epochs=epochs,
                                max_patience=max_patience, steps_per_epoch=steps_per_epoch,
@@ -157,12 +140,8 @@ def write_examples(model, test_data, out_dir, num_eval_batches, lsp_layers):
 @one_line_errors
 def evaluate(_run, run_dir, ckpt):
     """Test losses of a run's checkpoint, plus npz arrays and PNG figures of test batches."""
-    if not run_dir:
-        raise ConfigError("run_dir is not set; give a permakey_exp/... run folder")
-    model, _ = runs.load_keypoint_model(run_dir, ckpt, model_spec())
-    test_data = datasets()["test"]
-    return runs.evaluate_run(_run, run_dir, model, loss_steps(model, None)[1], test_data,
-                             write_examples)
+    return runs.evaluate_run(_run, run_dir, ckpt, model_spec(), loss_steps,
+                             lambda: datasets()["test"], write_examples)
 
 
 @ex.command

@@ -246,6 +246,40 @@ def keypoint_run_folder(command, config):
     return os.path.join(root, config["noise_type"], env, str(config["num_keypoints"])), False
 
 
+def compiled_steps(model, optimizer, loss_fn):
+    """Compiled (train_step, eval_step): batch -> dict of scalar losses.
+
+    loss_fn(batch, is_training) -> (losses, outputs); the train step follows the
+    gradient of losses["total"] over all of the model's trainable variables.
+    """
+    import tensorflow as tf
+
+    @tf.function
+    def train_step(batch):
+        with tf.GradientTape() as tape:
+            losses, _ = loss_fn(batch, True)
+        variables = model.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(losses["total"], variables), variables))
+        return losses
+
+    @tf.function
+    def eval_step(batch):
+        return loss_fn(batch, False)[0]
+
+    return train_step, eval_step
+
+
+def inverse_time_adam(learning_rate, decay_steps, decay_rate):
+    """Adam with staircase inverse-time decay, as both keypoint models use (SPEC 2, 3).
+
+    A Keras optimizer (not a Keras model): it also works under tf.distribute strategies.
+    """
+    import tensorflow as tf
+    schedule = tf.keras.optimizers.schedules.InverseTimeDecay(
+        learning_rate, decay_steps, decay_rate, staircase=True)
+    return tf.keras.optimizers.Adam(schedule)
+
+
 def train_and_test(_run, spec, model, optimizer, data, steps, select, write_examples, resume_dir,
                    **fit_args):
     """Main command of a keypoint script: fit, restore the best checkpoint, test, write examples.
@@ -270,13 +304,20 @@ def train_and_test(_run, spec, model, optimizer, data, steps, select, write_exam
     return test
 
 
-def evaluate_run(_run, run_dir, model, eval_step, test_data, write_examples):
-    """The evaluate command of a keypoint script: test losses (JSON) and example figures."""
+def evaluate_run(_run, run_dir, ckpt, spec, loss_steps, test_data, write_examples):
+    """The evaluate command of a keypoint script: restore the run's `ckpt` checkpoint
+    (refusing one whose model.json differs from `spec`), write its test losses (JSON)
+    and example figures into `<run_dir>/evaluate`. `test_data` is called lazily, after
+    the checks, as it may generate data."""
+    if not run_dir:
+        raise ConfigError(f"run_dir is not set; give a {spec['kind']} run folder")
+    model, _ = load_keypoint_model(run_dir, ckpt, spec)
+    data = test_data()
     out_dir = run_dir_of(_run) or os.path.join(run_dir, "evaluate")
-    test = evaluate_losses(eval_step, test_data)
+    test = evaluate_losses(loss_steps(model, None)[1], data)
     write_json(os.path.join(out_dir, "test_losses.json"), test)
     print(f"test: {format_losses(test)}")
-    write_examples(model, test_data, out_dir)
+    write_examples(model, data, out_dir)
     return test
 
 

@@ -18,7 +18,7 @@ import plots
 import preprocess
 import runs
 import ul_loss
-from runs import ConfigError, one_line_errors
+from runs import one_line_errors
 
 ex = Experiment("transporter", save_git_info=False)
 
@@ -70,36 +70,19 @@ def datasets(env, data_dir, num_frames, num_eval_frames, num_pairs, batch_size, 
 
 def loss_steps(model, optimizer):
     """Compiled train and eval steps: (frame_a, frame_b) [B, 84, 84, 3] each -> scalar losses."""
-
-    @tf.function
-    def train_step(pair):
-        with tf.GradientTape() as tape:
-            losses, _ = ul_loss.transporter_losses(model, *pair, is_training=True)
-        variables = model.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(losses["total"], variables), variables))
-        return losses
-
-    @tf.function
-    def eval_step(pair):
-        return ul_loss.transporter_losses(model, *pair, is_training=False)[0]
-
-    return train_step, eval_step
-
-
-@ex.capture
-def make_optimizer(learning_rate, decay_steps, decay_rate):
-    schedule = tf.keras.optimizers.schedules.InverseTimeDecay(
-        learning_rate, decay_steps, decay_rate, staircase=True)
-    return tf.keras.optimizers.Adam(schedule)
+    return runs.compiled_steps(model, optimizer,
+                               lambda pair, training: ul_loss.transporter_losses(model, *pair, training))
 
 
 @ex.main
 @one_line_errors
-def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir, seed):
+def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir, seed,
+          learning_rate, decay_steps, decay_rate):
     """Train Transporter, keep the best checkpoint by validation reconstruction loss, test it."""
     spec = model_spec()
     tf.random.set_seed(seed)
-    model, optimizer = runs.build_keypoint_model(spec), make_optimizer()
+    model = runs.build_keypoint_model(spec)
+    optimizer = runs.inverse_time_adam(learning_rate, decay_steps, decay_rate)
     return runs.train_and_test(_run, spec, model, optimizer, datasets(), loss_steps(model, optimizer),
                                ("recon",), write_examples, resume_dir, epochs=epochs,
                                max_patience=max_patience, steps_per_epoch=steps_per_epoch,
@@ -127,11 +110,8 @@ def write_examples(model, test_data, out_dir, num_eval_batches):
 @one_line_errors
 def evaluate(_run, run_dir, ckpt):
     """Test loss of a run's checkpoint, plus npz arrays and PNG figures of test pairs."""
-    if not run_dir:
-        raise ConfigError("run_dir is not set; give a transporter_exp/... run folder")
-    model, _ = runs.load_keypoint_model(run_dir, ckpt, model_spec())
-    return runs.evaluate_run(_run, run_dir, model, loss_steps(model, None)[1], datasets()["test"],
-                             write_examples)
+    return runs.evaluate_run(_run, run_dir, ckpt, model_spec(), loss_steps,
+                             lambda: datasets()["test"], write_examples)
 
 
 if __name__ == "__main__":
