@@ -1,0 +1,304 @@
+"""Ground-truth boxes from RAM checked against rendered frames, and the keypoint scores (kpt_metrics.py)."""
+import json
+import math
+import os
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import kpt_metrics as km
+import preprocess as pp
+from runs import ConfigError
+
+FRAMES_PER_GAME = 600
+
+# ---------------------------------------------------------------- sprites in rendered frames
+#
+# Each class is recognised in the 84 x 84 frames by its colours. The frame is a max over
+# two screens, so a moving sprite's edge pixels become max(sprite, background): a pixel
+# "shows" colour c when it is >= c in every channel and equal to c in at least two.
+# Rows outside the playfield (score, lives: same colours as some sprites) are ignored.
+
+PLAYFIELD_ROWS = {  # first and last frame row
+    "mspacman": (0, 68), "seaquest": (16, 63), "frostbite": (16, 74), "space_invaders": (8, 77)}
+
+# (game, label): colours, fewest boxes to judge, least share of boxes showing the colour
+SPRITE_COLOURS = {
+    ("mspacman", "player"): ([(210, 164, 74)], 0.95),
+    # ghosts: their own four colours, frightened blue, flashing white; they flicker
+    ("mspacman", "ghost"): ([(180, 122, 48), (84, 184, 153), (198, 89, 179), (200, 72, 72),
+                             (66, 114, 194), (214, 214, 214)], 0.8),
+    ("mspacman", "fruit"): ([(184, 50, 50)], 0.9),
+    ("seaquest", "player"): ([(187, 187, 53)], 0.95),
+    ("seaquest", "shark"): ([(92, 186, 92), (160, 171, 79)], 0.95),  # their colour changes by wave
+    ("seaquest", "diver"): ([(66, 72, 200)], 0.95),
+    ("frostbite", "player"): ([(162, 98, 33), (198, 108, 58)], 0.95),
+    ("frostbite", "bird"): ([(132, 144, 252)], 0.95),
+    ("frostbite", "ice_floe"): ([(214, 214, 214), (84, 138, 210)], 0.95),
+    ("space_invaders", "player"): ([(50, 132, 50)], 0.85),
+    ("space_invaders", "alien"): ([(134, 134, 29)], 0.95),
+}
+
+
+def shows_colours(frames, colours):
+    """[N, 84, 84, 3] uint8 -> [N, 84, 84] bool: pixels showing one of `colours` (see above)."""
+    shown = np.zeros(frames.shape[:3], bool)
+    for colour in np.asarray(colours, np.uint8):
+        shown |= np.all(frames >= colour, axis=-1) & ((frames == colour).sum(axis=-1) >= 2)
+    return shown
+
+
+def box_pixels(box, margin=0):
+    """Row and column slices of the frame pixels a box (grown by `margin` pixels) shows."""
+    y0, x0, y1, x1 = np.ceil(np.asarray(box) + [-margin, -margin, margin, margin]).astype(int)
+    return slice(max(y0, 0), max(y1, 0)), slice(max(x0, 0), max(x1, 0))
+
+
+def sprite_statistics(mask, boxes_per_frame, rng, margin=2):
+    """How boxes [M_n, 4] per frame hold the sprite pixels of mask [N, 84, 84].
+
+    hit: share of boxes with a sprite pixel inside; chance: the same for each box moved
+    to a random place; coverage: share of the sprite pixels near a box (within `margin`
+    pixels) that lie inside it, the test of offsets and sizes.
+    """
+    hits, chance, inside, near = [], [], 0, 0
+    for frame_mask, boxes in zip(mask, boxes_per_frame):
+        for box in boxes:
+            rows, cols = box_pixels(box)
+            hits.append(frame_mask[rows, cols].any())
+            inside += frame_mask[rows, cols].sum()
+            rows, cols = box_pixels(box, margin)
+            near += frame_mask[rows, cols].sum()
+            shift = rng.uniform([0, 0], [km.FRAME_SIZE, km.FRAME_SIZE]) - box[:2]
+            rows, cols = box_pixels(box + np.tile(shift, 2))
+            chance.append(frame_mask[rows, cols].any())
+    return {"boxes": len(hits), "hit": np.mean(hits), "chance": np.mean(chance), "coverage": inside / max(near, 1)}
+
+
+class SummonFruit(gym.Wrapper):
+    """MsPacman's fruit comes in when its dot counter ram[119] reaches 50 (rare under a
+    random policy): set the counter to 49 every 100 steps so that the next dot calls it."""
+
+    def step(self, action):
+        self.steps = getattr(self, "steps", 0) + 1
+        if self.steps % 100 == 1:
+            self.env.unwrapped.ale.setRAM(119, 49)
+        return self.env.step(action)
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    """game -> (frames [N, 84, 84, 3], RAM [N, 128], FrameObjects per frame) from random play, made once."""
+    cache = {}
+
+    def play(game):
+        if game not in cache:
+            with pytest.MonkeyPatch.context() as patch:
+                if game == "mspacman":
+                    make_env = pp.make_env
+                    patch.setattr(pp, "make_env", lambda *a, **k: SummonFruit(make_env(*a, **k)))
+                data = pp.play_random(game, FRAMES_PER_GAME, seed=1)
+            cache[game] = data["frames"], data["ram"], km.object_boxes_batch(game, data["ram"])
+        return cache[game]
+
+    return play
+
+
+@pytest.mark.parametrize("game, label", list(SPRITE_COLOURS))
+def test_ram_boxes_hold_their_sprites(rendered, game, label):
+    frames, _, objects = rendered(game)
+    colours, least_hit = SPRITE_COLOURS[game, label]
+    top, bottom = PLAYFIELD_ROWS[game]
+    mask = shows_colours(frames, colours)
+    mask[:, :top] = mask[:, bottom + 1:] = False
+    stats = sprite_statistics(mask, [o.boxes[o.labels == label] for o in objects], np.random.default_rng(0))
+    assert stats["boxes"] >= 100, stats
+    assert stats["hit"] >= least_hit, stats
+    assert stats["chance"] <= stats["hit"] / 2, stats
+    assert stats["coverage"] >= 0.8, stats
+
+
+# ---------------------------------------------------------------- RAM -> boxes by hand
+
+
+def screen_box(top, left, height, width):
+    """A screen rectangle in 84 x 84 box coordinates, computed as the module docstring says."""
+    return [top * 0.4 - 0.5, left * 0.525 - 0.5, (top + height) * 0.4 - 0.5, (left + width) * 0.525 - 0.5]
+
+
+def test_mspacman_player_box_from_hand_made_ram():
+    ram = np.zeros(128, np.uint8)
+    ram[10], ram[16] = 80, 50  # ghosts at x byte 0 lie wholly off screen; no fruit
+    objects = km.object_boxes("mspacman", ram)
+    assert list(objects.labels) == ["player"]
+    assert objects.boxes.dtype == np.float32 and objects.boxes.shape == (1, 4)
+    np.testing.assert_allclose(objects.boxes[0], screen_box(51, 68, 10, 8), atol=1e-5)
+
+
+def test_fruit_partly_off_screen_is_clipped_and_absent_without_position():
+    ram = np.zeros(128, np.uint8)
+    ram[10], ram[16] = 80, 50
+    ram[11], ram[17] = 5, 100  # left edge at screen x = -7
+    objects = km.object_boxes("mspacman", ram)
+    np.testing.assert_allclose(objects.boxes[objects.labels == "fruit"][0], screen_box(101, 0, 10, 1), atol=1e-5)
+    ram[11] = 0
+    assert "fruit" not in km.object_boxes("mspacman", ram).labels
+
+
+def test_batch_and_single_frame_agree(rendered):
+    _, rams, objects = rendered("seaquest")
+    for ram, frame_objects in zip(rams[:100], objects):
+        single = km.object_boxes("seaquest", ram)
+        np.testing.assert_array_equal(single.boxes, frame_objects.boxes)
+        np.testing.assert_array_equal(single.labels, frame_objects.labels)
+
+
+@pytest.mark.parametrize("game", sorted(km.GAMES))
+def test_boxes_lie_in_the_frame(rendered, game):
+    _, _, objects = rendered(game)
+    boxes = np.concatenate([o.boxes for o in objects])
+    assert boxes.min() >= -0.5 and boxes.max() <= km.FRAME_SIZE - 0.5
+    assert np.all(boxes[:, 2:] > boxes[:, :2])
+
+
+# ---------------------------------------------------------------- datasets without ground truth
+
+
+def test_unmapped_game_names_the_covered_ones():
+    with pytest.raises(km.NoGroundTruth, match="no ground-truth mapping for game battlezone; covered: mspacman"):
+        km.object_boxes("battlezone", np.ones(128, np.uint8))
+    with pytest.raises(ConfigError, match="battlezone"):
+        km.ground_truth_for_split({"ram": np.ones((3, 128), np.uint8)}, "battlezone")
+
+
+def small_split(tmp_path, attrs, frames=20):
+    data = pp.play_random("mspacman", frames, seed=2)
+    path = str(tmp_path / "test.h5")
+    pp.write_h5(path, data, attrs)
+    return path, data
+
+
+def test_ground_truth_for_a_generated_file(tmp_path):
+    path, data = small_split(tmp_path, {"env": "mspacman", "source": "random_policy"})
+    objects = km.ground_truth_for_split(path, "mspacman")
+    assert len(objects) == len(data["frames"])
+    assert all("player" in o.labels for o in objects)
+
+
+def test_converted_npz_frames_have_no_ground_truth(tmp_path):
+    path, _ = small_split(tmp_path, {"env": "mspacman", "source": "authors_npz", "has_ram": False})
+    with pytest.raises(km.NoGroundTruth, match=r"^no ground truth for .*test\.h5: its frames carry no console RAM"):
+        km.ground_truth_for_split(path, "mspacman")
+
+
+def test_arrays_without_ram_have_no_ground_truth():
+    frames = np.zeros((4, 84, 84, 3), np.uint8)
+    for arrays in ({"frames": frames}, {"frames": frames, "ram": np.zeros((4, 128), np.uint8)}):
+        with pytest.raises(km.NoGroundTruth, match="no ground truth for these frames"):
+            km.ground_truth_for_split(arrays, "mspacman")
+
+
+def test_file_of_another_game_is_refused(tmp_path):
+    path, _ = small_split(tmp_path, {"env": "mspacman", "source": "random_policy"}, frames=2)
+    with pytest.raises(ConfigError, match="holds mspacman frames, not seaquest"):
+        km.ground_truth_for_split(path, "seaquest")
+
+
+# ---------------------------------------------------------------- scores
+
+
+def to_centres(pixels):
+    """Pixel coordinates (y, x) -> keypoint centres in [-1, 1]."""
+    return np.asarray(pixels, np.float64) / 83 * 2 - 1
+
+
+BOX_A, BOX_B = [10, 10, 20, 20], [50, 60, 54, 64]
+
+
+def test_precision_and_recall_by_hand():
+    centres = to_centres([
+        [[15, 15], [10, 25], [23, 20], [70, 70]],  # inside A; 5 px right of A; 3 px below A; far
+        [[15, 15], [0, 0], [40, 40], [83, 83]],    # a frame without objects: all misses
+    ])
+    metrics = km.keypoint_metrics(centres, [np.array([BOX_A, BOX_B]), np.zeros((0, 4))], radius=4.0)
+    assert metrics["precision"] == pytest.approx(2 / 8)
+    assert metrics["recall"] == pytest.approx(1 / 2)  # A found, B not
+    assert metrics["num_keypoints"] == 8 and metrics["num_objects"] == 2
+    assert "on_distractor" not in metrics
+
+
+def test_radius_widens_the_reach():
+    centres = to_centres([[[10, 25], [58, 70]]])  # 5 px from A; (4, 6) px from B: 7.2 px
+    boxes = [np.array([BOX_A, BOX_B])]
+    assert km.keypoint_metrics(centres, boxes, radius=4.0)["precision"] == 0
+    assert km.keypoint_metrics(centres, boxes, radius=5.5)["recall"] == pytest.approx(0.5)
+    assert km.keypoint_metrics(centres, boxes, radius=7.5)["precision"] == 1
+
+
+def test_fraction_on_distractor_bars():
+    masks = np.zeros((1, 84, 84), bool)
+    masks[0, :, 40:45] = True  # pixel columns 40..44 cover x in [39.5, 44.5]
+    centres = to_centres([[[30, 42], [30, 35], [30, 36], [30, 48], [30, 49]]])  # gaps 0, 4.5, 3.5, 3.5, 4.5
+    metrics = km.keypoint_metrics(centres, [np.zeros((0, 4))], radius=4.0, bar_masks=masks)
+    assert metrics["on_distractor"] == pytest.approx(3 / 5)
+    metrics = km.keypoint_metrics(centres, [np.zeros((0, 4))], bar_masks=np.zeros((1, 84, 84), bool))
+    assert metrics["on_distractor"] == 0
+
+
+def test_distractor_masks_from_bars_drawn_on_frames():
+    frames = pp.add_distractors(np.zeros((50, 84, 84, 3), np.uint8), "both", np.random.default_rng(0))
+    masks = np.all(frames == pp.BAR_COLOUR, axis=-1)
+    centres = np.random.default_rng(1).uniform(-1, 1, (50, 40, 2))
+    on_bar = km.keypoint_metrics(centres, [np.zeros((0, 4))] * 50, radius=0.0, bar_masks=masks)["on_distractor"]
+    pixels = np.rint(km.pixel_coordinates(centres)).astype(int)
+    assert on_bar == pytest.approx(masks[np.arange(50)[:, None], pixels[..., 0], pixels[..., 1]].mean(), abs=0.01)
+
+
+def test_random_baseline_matches_the_area_within_reach_of_one_box():
+    box, radius, keypoints = [30, 30, 40, 45], 4.0, 10
+    height, width = box[2] - box[0], box[3] - box[1]
+    share = (height * width + 2 * radius * (height + width) + math.pi * radius ** 2) / 83 ** 2
+    boxes = [np.array([box])] * 2000
+    expected = km.random_expectation(boxes[:1], keypoints, radius)
+    assert expected["precision"] == pytest.approx(share, abs=0.002)
+    assert expected["recall"] == pytest.approx(1 - (1 - share) ** keypoints, abs=0.01)
+    sampled = km.random_baseline(boxes, keypoints, radius, rng=0)
+    assert sampled["precision"] == pytest.approx(share, abs=0.006)  # 3.5 standard errors
+    assert sampled["recall"] == pytest.approx(1 - (1 - share) ** keypoints, abs=0.04)
+
+
+@pytest.mark.parametrize("game", ["mspacman", "space_invaders"])
+def test_random_baseline_near_its_expectation_on_game_boxes(rendered, game):
+    _, _, objects = rendered(game)
+    boxes = [o.boxes for o in objects]
+    expected = km.random_expectation(boxes, 25)
+    sampled = km.random_baseline(boxes, 25, rng=0)
+    assert sampled["precision"] == pytest.approx(expected["precision"], abs=0.01)
+    assert sampled["recall"] == pytest.approx(expected["recall"], abs=0.02)
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def test_metrics_table():
+    table = km.metrics_table([
+        ("PermaKey", {"precision": 0.8123, "recall": 0.5, "on_distractor": 0.05}),
+        ("random", {"precision": 0.25, "recall": 0.125}),
+    ])
+    header, permakey, random_row = table.splitlines()
+    assert header.split() == ["method", "precision", "recall", "on-distractor"]
+    assert permakey.split() == ["PermaKey", "0.812", "0.500", "0.050"]
+    assert random_row.split() == ["random", "0.250", "0.125", "-"]
+
+
+def test_metrics_json_is_written_whole_or_not_at_all(tmp_path):
+    path = str(tmp_path / "kpt_metrics.json")
+    km.write_metrics_json(path, {"precision": np.float32(0.5), "recall": 0.25})
+    with open(path) as f:
+        assert json.load(f) == {"precision": 0.5, "recall": 0.25}
+    with pytest.raises(TypeError):
+        km.write_metrics_json(path, {"precision": object()})
+    with open(path) as f:
+        assert json.load(f)["recall"] == 0.25  # the earlier file is intact
+    assert os.listdir(tmp_path) == ["kpt_metrics.json"]
