@@ -30,7 +30,7 @@ Covered games and classes (others raise NoGroundTruth):
 battlezone is not covered: its enemy sprite changes size with distance.
 
 How well they fit (3000 random-policy frames per game, 84 x 84): a class's own colour
-shows inside 98-100% of its boxes, except MsPacman ghosts (90%) and the Space Invaders
+shows inside 97-100% of its boxes, except MsPacman ghosts (90%) and the Space Invaders
 cannon (94%), which blink; at random places the same boxes hold it 0.3-2% of the time
 (the dense alien grid and ice floes: 20% and 14%). Of the sprite pixels within 2 px of
 a box, 89-100% lie inside it.
