@@ -35,15 +35,15 @@ cannon (94%), which blink; at random places the same boxes hold it 0.3-2% of the
 (the dense alien grid and ice floes: 20% and 14%). Of the sprite pixels within 2 px of
 a box, 89-100% lie inside it.
 """
-import json
 import os
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 import numpy as np
 
+import preprocess
 from preprocess import canonical_env, read_h5
-from runs import ConfigError
+from runs import ConfigError, write_json
 
 SCREEN_HEIGHT, SCREEN_WIDTH = 210, 160  # the console screen the RAM positions refer to
 FRAME_SIZE = 84
@@ -390,13 +390,52 @@ def metrics_table(rows):
     return "\n".join(lines)
 
 
-def write_metrics_json(path, metrics):
-    """Write a metrics dict as JSON atomically: to a temporary name, then rename."""
-    tmp = f"{path}.tmp-{os.getpid()}"
+# ----------------------------------------------------------------------------
+# Keypoint models on a test split
+
+
+def model_centres(model, frames, batch_size=32):
+    """Keypoint centres [N, K, 2] of a PermaKey or Transporter model on uint8 frames [N, 84, 84, 3]."""
+    batches = [np.asarray(model.keypoints(frames[i:i + batch_size].astype(np.float32) / 255.0)[0])
+               for i in range(0, len(frames), batch_size)]
+    return np.concatenate(batches)
+
+
+def measure_models(models, env, data_dir, noise_type="none", radius=4.0, num_frames=1000, seed=0):
+    """keypoint_metrics of each {name: model} on the first `num_frames` test frames, plus
+    a "random" row of uniformly random keypoints (as many as the models have).
+
+    With distractors, the bars are drawn as in training (seeded) and
+    on_distractor counts keypoints near them. Raises NoGroundTruth (see
+    ground_truth_for_split).
+    """
+    arrays, attrs = read_h5(preprocess.split_path(data_dir, env, "test"), ("frames", "ram"))
+    boxes = [frame.boxes for frame in ground_truth_for_split(arrays, env, attrs)[:num_frames]]
+    rng = np.random.default_rng(seed)
+    frames = preprocess.add_distractors(arrays["frames"][:num_frames], noise_type, rng)
+    bar_masks = (frames == preprocess.BAR_COLOUR).all(-1) if noise_type != "none" else None
+    rows = {name: keypoint_metrics(model_centres(model, frames), boxes, radius, bar_masks)
+            for name, model in models.items()}
+    num_keypoints = rows[next(iter(rows))]["num_keypoints"] // len(frames)
+    rows["random"] = random_baseline(boxes, num_keypoints, radius, rng, bar_masks)
+    return rows
+
+
+def report_keypoint_quality(models, out_dir, env, data_dir, noise_type, metrics_radius,
+                            metrics_frames, seed):
+    """measure_models, printed as a table and written to out_dir/keypoint_metrics.json.
+
+    Without ground truth (no RAM, or a game without a RAM table) it prints why and
+    returns None: evaluation goes on.
+    """
     try:
-        with open(tmp, "w") as f:
-            json.dump(metrics, f, indent=2, sort_keys=True, default=float)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        rows = measure_models(models, env, data_dir, noise_type, metrics_radius, metrics_frames, seed)
+    except NoGroundTruth as e:
+        print(f"keypoint metrics: {e}")
+        return None
+    write_json(os.path.join(out_dir, "keypoint_metrics.json"),
+               {"env": canonical_env(env), "noise_type": noise_type, "radius": metrics_radius,
+                "num_frames": metrics_frames, "rows": rows})
+    print(f"keypoint quality on {canonical_env(env)} test frames (radius {metrics_radius} px):")
+    print(metrics_table(list(rows.items())))
+    return rows

@@ -17,6 +17,7 @@ from sacred import Experiment
 
 import plots
 import preprocess
+import kpt_metrics
 import runs
 import ul_loss
 from runs import ConfigError, one_line_errors
@@ -52,6 +53,8 @@ def config():
     exp_root = EXP_ROOT
     run_dir = None  # evaluate: the run folder to load
     ckpt = "best"  # evaluate: best | last | an epoch number
+    metrics_radius = 4.0  # keypoint metrics: px (84 x 84) from an object box that counts as on it
+    metrics_frames = 1000  # keypoint metrics: test frames measured against RAM ground truth
     num_eval_batches = 2  # evaluate, compare_kpts: test batches saved as npz and PNG
     pkey_fname = None  # compare_kpts: the PermaKey run folder
     pkey_epoch = "best"  # compare_kpts: best | last | an epoch number
@@ -75,6 +78,7 @@ def quick():
 
 
 ex.observers.append(runs.RunFolderObserver(runs.keypoint_run_folder))
+measure_quality = ex.capture(kpt_metrics.report_keypoint_quality)
 
 
 @ex.capture
@@ -134,6 +138,7 @@ def write_examples(model, test_data, out_dir, num_eval_batches, lsp_layers):
                             plots.error_map_rows(arrays["error_maps"][:8], lsp_layers),
                             path=os.path.join(out_dir, f"keypoints_{index}.png"))
     print(f"figures and arrays: {out_dir}")
+    measure_quality({"PermaKey": model}, out_dir)
 
 
 @ex.command
@@ -174,6 +179,7 @@ def compare_kpts(_run, env, num_keypoints, noise_type, pkey_fname, pkey_epoch, t
                             plots.error_map_rows(arrays["pkey_error_maps"][:8], lsp_layers),
                             path=os.path.join(out_dir, f"compare_{index}.png"))
     print(f"keypoint comparison: {out_dir}")
+    measure_quality({"PermaKey": pkey} if tp is None else {"Transporter": tp, "PermaKey": pkey}, out_dir)
 
 
 if __name__ == "__main__":

@@ -98,8 +98,15 @@ def atomic_path(path):
 
 
 def write_json(path, data):
+    """Write JSON atomically; numpy scalars are written as plain numbers."""
     with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True, default=str)
+        json.dump(data, f, indent=2, sort_keys=True, default=numpy_scalar)
+
+
+def numpy_scalar(value):
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def run_dir_of(_run):

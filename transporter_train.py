@@ -16,6 +16,7 @@ from sacred import Experiment
 
 import plots
 import preprocess
+import kpt_metrics
 import runs
 import ul_loss
 from runs import one_line_errors
@@ -47,10 +48,13 @@ def config():
     exp_root = "transporter_exp"
     run_dir = None  # evaluate: the run folder to load
     ckpt = "best"  # evaluate: best | last | an epoch number
+    metrics_radius = 4.0  # keypoint metrics: px (84 x 84) from an object box that counts as on it
+    metrics_frames = 1000  # keypoint metrics: test frames measured against RAM ground truth
     num_eval_batches = 2  # evaluate: test batches saved as npz and PNG
 
 
 ex.observers.append(runs.RunFolderObserver(runs.keypoint_run_folder))
+measure_quality = ex.capture(kpt_metrics.report_keypoint_quality)
 
 
 @ex.capture
@@ -104,6 +108,7 @@ def write_examples(model, test_data, out_dir, num_eval_batches):
                             [("reconstruction", arrays["recon"][:8])],
                             path=os.path.join(out_dir, f"keypoints_{index}.png"))
     print(f"figures and arrays: {out_dir}")
+    measure_quality({"Transporter": model}, out_dir)
 
 
 @ex.command

@@ -21,7 +21,8 @@ import pytest  # noqa: E402
 
 # A tiny keypoint-training config: a few hundred generated MsPacman frames, 3 steps.
 TINY_KEYPOINT_CONFIG = {"num_frames": 400, "num_eval_frames": 150, "batch_size": 4, "epochs": 1,
-                        "steps_per_epoch": 3, "valid_batches": 2, "num_keypoints": 3}
+                        "steps_per_epoch": 3, "valid_batches": 2, "num_keypoints": 3,
+                        "metrics_frames": 16}
 
 
 @pytest.fixture(scope="session")

@@ -292,13 +292,47 @@ def test_metrics_table():
     assert random_row.split() == ["random", "0.250", "0.125", "-"]
 
 
-def test_metrics_json_is_written_whole_or_not_at_all(tmp_path):
-    path = str(tmp_path / "kpt_metrics.json")
-    km.write_metrics_json(path, {"precision": np.float32(0.5), "recall": 0.25})
-    with open(path) as f:
-        assert json.load(f) == {"precision": 0.5, "recall": 0.25}
-    with pytest.raises(TypeError):
-        km.write_metrics_json(path, {"precision": object()})
-    with open(path) as f:
-        assert json.load(f)["recall"] == 0.25  # the earlier file is intact
-    assert os.listdir(tmp_path) == ["kpt_metrics.json"]
+# ---------------------------------------------------------------- models on a test split
+
+
+class FixedKeypoints:
+    """A stand-in keypoint model that puts the same centres on every frame."""
+
+    def __init__(self, centres):
+        self.centres = np.asarray(centres, np.float32)  # [K, 2]
+
+    def keypoints(self, images):
+        return (np.repeat(self.centres[None], len(images), axis=0),)
+
+
+@pytest.fixture(scope="module")
+def tiny_splits(tmp_path_factory):
+    data_dir = str(tmp_path_factory.mktemp("data"))
+    for env in ("mspacman", "battlezone"):
+        pp.generate_dataset(env, data_dir, num_frames=40, num_eval_frames=30, seed=0)
+    return data_dir
+
+
+def test_report_scores_models_and_a_random_row(tiny_splits, tmp_path, capsys):
+    arrays, _ = pp.read_h5(pp.split_path(tiny_splits, "mspacman", "test"))
+    player = km.object_boxes("mspacman", arrays["ram"][0]).boxes[0]  # on the player in frame 0
+    on_player = to_centres([[(player[0] + player[2]) / 2, (player[1] + player[3]) / 2]])  # [1, 2]
+    models = {"on player": FixedKeypoints(on_player), "corner": FixedKeypoints([[-1.0, -1.0]])}
+    rows = km.report_keypoint_quality(models, str(tmp_path), "mspacman", tiny_splits, "vertical",
+                                      metrics_radius=4.0, metrics_frames=20, seed=0)
+    assert set(rows) == {"on player", "corner", "random"}
+    assert rows["on player"]["num_keypoints"] == 20 and rows["random"]["num_keypoints"] == 20
+    assert rows["on player"]["precision"] > rows["corner"]["precision"]
+    assert all(0.0 <= row["on_distractor"] <= 1.0 for row in rows.values())
+    with open(tmp_path / "keypoint_metrics.json") as f:
+        written = json.load(f)
+    assert written["rows"]["corner"] == pytest.approx(rows["corner"], nan_ok=True)
+    assert written["noise_type"] == "vertical" and written["radius"] == 4.0
+    assert "on player" in capsys.readouterr().out
+
+
+def test_report_without_ground_truth_says_so_and_goes_on(tiny_splits, tmp_path, capsys):
+    result = km.report_keypoint_quality({"m": FixedKeypoints([[0.0, 0.0]])}, str(tmp_path), "battlezone",
+                                        tiny_splits, "none", 4.0, 10, 0)
+    assert result is None and os.listdir(tmp_path) == []
+    assert "no ground-truth mapping for game battlezone; covered: mspacman" in capsys.readouterr().out

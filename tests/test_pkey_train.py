@@ -92,6 +92,9 @@ def test_evaluate_writes_arrays_and_figures(tiny_run):
     assert arrays["error_maps"].shape == (4, 84, 84, 2)
     assert arrays["heatmaps"].shape == (4, 21, 21, 3)
     assert os.path.getsize(os.path.join(out, "keypoints_0.png")) > 1000
+    quality = json.load(open(os.path.join(out, "keypoint_metrics.json")))
+    assert set(quality["rows"]) == {"PermaKey", "random"} and quality["num_frames"] == 16
+    assert all(0.0 <= row["precision"] <= 1.0 for row in quality["rows"].values())
     # the restored best checkpoint gives the test losses the training run reported
     reported = {k[len("test."):]: v["values"][-1] for k, v in read_metrics(run_dir).items()
                 if k.startswith("test.")}

@@ -86,6 +86,8 @@ def test_compare_kpts_writes_arrays_and_figure2_grids(tiny_pkey_run, tiny_transp
         assert arrays["pkey_error_maps"].shape == (4, 84, 84, 2)
         assert arrays["pkey_recon"].shape == (4, 84, 84, 3)
         assert os.path.getsize(os.path.join(out, f"compare_{index}.png")) > 1000
+    quality = json.load(open(os.path.join(out, "keypoint_metrics.json")))
+    assert set(quality["rows"]) == {"Transporter", "PermaKey", "random"}
     again = np.load(os.path.join(compare(tmp_path, tiny_pkey_run, tiny_transporter_run), "batch_0.npz"))
     np.testing.assert_array_equal(again["frames"], np.load(os.path.join(out, "batch_0.npz"))["frames"])
 
