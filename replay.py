@@ -14,7 +14,8 @@ class EpisodeReplay:
     """Whole episodes, the oldest evicted first; windows sampled inside one episode.
 
     Steps arrive one at a time through `add`; an episode becomes sampleable when its
-    last step (done=True) arrives. A step holds the uint8 frame acted on, the action
+    last step (done=True) arrives. Several environments can feed one replay: each
+    passes its own `stream` id, and each stream builds its own current episode. A step holds the uint8 frame acted on, the action
     taken, the reward received and whether that transition ended the episode, plus
     optional per-frame extras named by the caller (e.g. keypoint centres [K, 2]
     computed while acting, so the frozen keypoint model is not re-run on replay).
@@ -37,7 +38,7 @@ class EpisodeReplay:
                 raise runs.ConfigError(f"replay {name}={value!r}: expected an integer >= 1")
         self.sequence_length = sequence_length
         self._episodes = collections.deque(maxlen=capacity)
-        self._current = collections.defaultdict(list)
+        self._current = collections.defaultdict(lambda: collections.defaultdict(list))
         self._field_specs = None       # {name: (shape, dtype)}, fixed by the first step
         self._rng = np.random.default_rng(seed)
 
@@ -51,8 +52,8 @@ class EpisodeReplay:
         """Steps in the complete episodes stored."""
         return sum(len(episode["actions"]) for episode in self._episodes)
 
-    def add(self, frame, action, reward, done, **extras):
-        """Append one step to the current episode; `done` closes the episode."""
+    def add(self, frame, action, reward, done, stream=0, **extras):
+        """Append one step to `stream`'s current episode; `done` closes the episode."""
         frame = np.asarray(frame)
         if frame.dtype != np.uint8:
             raise ValueError(f"frames are stored as uint8, got {frame.dtype}")
@@ -61,12 +62,21 @@ class EpisodeReplay:
                 "dones": np.asarray(done, np.float32)}
         step.update({name: np.asarray(value) for name, value in extras.items()})
         self._check_fields(step)
+        current = self._current[stream]
         for name, value in step.items():
-            self._current[name].append(value)
+            current[name].append(value)
         if done:
-            self._episodes.append({name: np.stack(values)
-                                   for name, values in self._current.items()})
-            self._current.clear()
+            self._episodes.append({name: np.stack(values) for name, values in current.items()})
+            del self._current[stream]
+
+    def drop_episode(self, stream=0):
+        """Forget `stream`'s unfinished episode (e.g. cut by a time limit).
+
+        A cut episode has no terminal step, and its last steps lack the frames their
+        n-step targets would bootstrap from; storing it with done=True would teach
+        that the cut was a real end.
+        """
+        self._current.pop(stream, None)
 
     def _check_fields(self, step):
         """Every step must carry the same fields, shapes and dtypes as the first one."""

@@ -174,11 +174,15 @@ def make_optimizer(learning_rate=1e-4):
     return tf.keras.optimizers.Adam(learning_rate)
 
 
-def make_update_fn(online, target, optimizer, config=LearnerConfig(), strategy=None):
+def make_update_fn(online, target, optimizer, config=LearnerConfig(), strategy=None,
+                   prepare=None):
     """A learner step `update(batch) -> mean loss`, to call eagerly or in tf.function.
 
-    `batch` comes from `distribute_batch` (split across the strategy's replicas). Each
-    replica computes the loss on its shard; the gradients are summed across replicas,
+    `batch` comes from `distribute_batch` (split across the strategy's replicas). If
+    given, `prepare(shard) -> batch` runs first on each replica's shard, on its device:
+    it turns what the replay stores (e.g. uint8 frames and keypoint centres) into the
+    loss batch above (e.g. keypoint-masked features), so only the compact stored form
+    is split and copied across devices. Each replica computes the loss on its shard; the gradients are summed across replicas,
     clipped to global norm `config.max_grad_norm` and applied by `optimizer` (a
     tf.keras optimizer, created under the strategy's scope: Sonnet's optimizers refuse
     MirroredStrategy, SPEC section 8); then the target network moves towards the online
@@ -196,6 +200,8 @@ def make_update_fn(online, target, optimizer, config=LearnerConfig(), strategy=N
         optimizer.build(variables)
 
     def replica_update(batch):
+        if prepare is not None:
+            batch = prepare(batch)
         with tf.GradientTape() as tape:
             loss = recurrent_double_q_loss(online, target, batch, config)
         gradients = tape.gradient(loss, variables)
