@@ -1,0 +1,758 @@
+"""Keypoint-based RL agents on Atari (SPEC section 4): recurrent double Q-learning on
+the keypoints of a frozen, pre-trained PermaKey or Transporter model.
+
+    python agent_train.py with mspacman kp_type="permakey" vis_ckpt_fname=RUN vis_load=best
+    python agent_train.py with mspacman kp_type="transporter" kpt_encoder_type="gnn" vis_ckpt_fname=RUN vis_load=5
+    python agent_train.py with mspacman kp_type="permakey" resume_dir=rl_exp/none/permakey/cnn/mspacman/1
+    python agent_train.py evaluate with mspacman kp_type="permakey" load_ckpts=A,B,C eval_seeds=1,2,3,4,5
+    python agent_train.py with mspacman kp_type="permakey" vis_ckpt_fname=RUN gpu=0,1   # two GPUs
+    TF_CONFIG='{"cluster": ..., "task": ...}' python agent_train.py with ...          # one per host
+
+Runs live in rl_exp/<noise_type>/<kp_type>/<kpt_encoder_type>/<env>/<run id>/: Sacred's
+files, model.json (what the agent checkpoints hold, and which keypoint run they read),
+tb/ (TensorBoard), evaluations.json and evaluations.csv (periodic greedy evaluations)
+and ckpt/ (online and target Q-networks, optimizer, step counters).
+
+Reading order: config; devices; the frozen keypoint model and the agent's inputs; the
+Q-networks; acting in several environments at once; greedy evaluation; the training
+loop; the `evaluate` command (the paper's protocol).
+
+Speed: the keypoint model's expensive part (PermaKey's local spatial prediction and
+PointNet, or Transporter's keypointer) runs once per frame, while acting; the replay
+keeps each frame's keypoint centres [K, 2] beside the uint8 frame. An update recomputes
+only the encoder features (42 x 42 x C) of the replayed frames, on each replica's device.
+"""
+import csv
+import functools
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import gymnasium as gym
+import numpy as np
+import tensorflow as tf
+from sacred import Experiment
+from tqdm import tqdm
+
+import agent
+import preprocess
+import replay
+import rl_loss
+import runs
+import vision_modules
+from runs import ConfigError, one_line_errors
+
+ex = Experiment("keypoint_agent", save_git_info=False)
+EXP_ROOT = "rl_exp"
+KP_TYPES = ("permakey", "transporter")
+AGENT_INPUTS = {"cnn": rl_loss.cnn_inputs, "gnn": rl_loss.gnn_inputs}
+
+
+# --------------------------------------------------------------------------------------
+# Config
+
+
+@ex.config
+def config():
+    env = "mspacman"  # short game name (preprocess.ALE_IDS); the named configs set the SPEC values
+    num_keypoints = 7
+    replay_capacity = 1000  # episodes (lives) kept in the replay
+    kp_type = "permakey"  # permakey | transporter
+    kpt_encoder_type = "cnn"  # cnn | gnn
+    mp_num_steps = 1  # gnn: message-passing steps
+    vis_ckpt_fname = None  # the keypoint run folder (permakey_exp/... or transporter_exp/...)
+    vis_load = "best"  # its checkpoint: best | last | an epoch number
+    noise_type = "none"  # none | horizontal | vertical | both
+    num_iters = 400_000  # environment steps (per worker when several hosts train)
+    warmup_steps = 10_000  # environment steps before the first update (again after a resume)
+    update_every = 4  # environment steps per update
+    batch_size = 16  # sequences per update, split across replicas
+    learning_rate = 1e-4
+    window_size = 8  # steps per sequence that carry a loss
+    n_step = 3
+    gamma = 0.99
+    tau = 0.005  # soft target update rate
+    max_grad_norm = 10.0
+    epsilon_start = 1.0  # linear to epsilon_end over num_iters
+    epsilon_end = 0.1
+    num_envs = 8  # environments acted in at once (one batched forward pass)
+    async_envs = False  # True: one process per environment (AsyncVectorEnv)
+    eval_every = 20_000  # environment steps between evaluations (and checkpoints)
+    eval_episodes = 5  # greedy episodes per periodic evaluation
+    eval_time_limit = preprocess.EVAL_TIME_LIMIT  # agent steps per evaluation episode
+    log_every = 1_000  # environment steps between training scalars
+    ckpt_keep = 3  # agent checkpoints kept
+    seed = 0
+    gpu = None  # GPU ids to train on data-parallel, e.g. 0,1 (MirroredStrategy)
+    devices = None  # TF device names instead of gpu ids, e.g. "/cpu:0,/cpu:1" (tests)
+    resume_dir = None  # a run folder to continue from its last checkpoint
+    exp_root = EXP_ROOT
+    load_ckpts = None  # evaluate: agent run folders, comma-separated
+    eval_seeds = (1, 2, 3, 4, 5)  # evaluate
+    num_eval_episodes = 10  # evaluate: greedy episodes per seed and policy
+
+
+def game_config(env, num_keypoints, replay_capacity):
+    """SPEC section 4: keypoints and replay capacity (episodes) per game."""
+    return {"env": env, "num_keypoints": num_keypoints, "replay_capacity": replay_capacity}
+
+
+for _game, _keypoints, _capacity in (("mspacman", 7, 1000), ("frostbite", 20, 1200),
+                                     ("seaquest", 10, 1000), ("battlezone", 8, 500)):
+    ex.add_named_config(_game, game_config(_game, _keypoints, _capacity))
+
+
+def check_named_configs(argv):
+    """Exit with one line for an unknown named config after `with`.
+
+    Sacred's own message names an exception and speaks of "config values"; a game
+    name is the likely intent, so say which games have a named config.
+    """
+    if "with" not in argv:
+        return
+    for token in argv[argv.index("with") + 1:]:
+        if token.startswith("-"):
+            break  # Sacred options follow the updates
+        if "=" in token or token in ex.named_configs or os.path.isfile(token):
+            continue
+        print(f"error: unknown named config {token!r}; named configs: "
+              f"{', '.join(ex.named_configs)} (another game: env=<game> num_keypoints=<K> "
+              f"replay_capacity=<episodes>)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def as_list(value):
+    """A config list given as 1,2 (a tuple for Sacred), "a,b" (a string), one value or None."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+@ex.capture
+def agent_spec(env, kp_type, kpt_encoder_type, num_keypoints, noise_type, mp_num_steps):
+    """What an agent checkpoint depends on; resume and evaluate check it (model.json)."""
+    if kp_type not in KP_TYPES:
+        raise ConfigError(f"kp_type={kp_type!r}: expected one of {', '.join(KP_TYPES)}")
+    if kpt_encoder_type not in AGENT_INPUTS:
+        raise ConfigError(f"kpt_encoder_type={kpt_encoder_type!r}: expected one of "
+                          f"{', '.join(AGENT_INPUTS)}")
+    return {"kind": "keypoint_agent", "env": preprocess.canonical_env(env), "kp_type": kp_type,
+            "kpt_encoder_type": kpt_encoder_type, "num_keypoints": num_keypoints,
+            "noise_type": preprocess.check_noise_type(noise_type), "mp_num_steps": mp_num_steps}
+
+
+def check_positive_ints(**values):
+    for name, value in values.items():
+        if not (isinstance(value, int) and value >= 1):
+            raise ConfigError(f"{name}={value!r}: expected an integer >= 1")
+
+
+# --------------------------------------------------------------------------------------
+# Devices: one device, several GPUs of one host, or several hosts (TF_CONFIG)
+
+
+def cluster_task():
+    """(worker index, number of workers) from TF_CONFIG; (0, 1) without it.
+
+    Worker 0 is the chief: the "chief" task if the cluster names one, else worker 0,
+    as in TensorFlow.
+    """
+    try:
+        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+        cluster = tf_config.get("cluster", {})
+        tasks = [(job, index) for job in ("chief", "worker")
+                 for index in range(len(cluster.get(job, [])))]
+        if len(tasks) <= 1:
+            return 0, 1
+        task = tf_config["task"]
+        return tasks.index((task["type"], task["index"])), len(tasks)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ConfigError("TF_CONFIG is not a cluster description with this process's task: "
+                          '{"cluster": {"worker": ["host:port", ...]}, '
+                          '"task": {"type": "worker", "index": I}}') from None
+
+
+def is_chief_process():
+    """True unless TF_CONFIG makes this process a non-chief worker (bad TF_CONFIG: True,
+    so that the error is reported by the command)."""
+    try:
+        return cluster_task()[0] == 0
+    except ConfigError:
+        return True
+
+
+def checked_gpu_ids(gpu):
+    """Integer ids from the `gpu` config; ConfigError naming any that do not exist."""
+    ids = as_list(gpu)
+    num_gpus = len(tf.config.list_physical_devices("GPU"))
+    missing = [i for i in ids if not (str(i).isdigit() and int(i) < num_gpus)]
+    if missing:
+        here = f"GPU ids 0..{num_gpus - 1}" if num_gpus else "no GPU"
+        raise ConfigError(f"gpu ids {', '.join(map(str, missing))} do not exist; "
+                          f"this machine has {here}")
+    return [int(i) for i in ids]
+
+
+def checked_devices(devices):
+    """TF device names from the `devices` config; ConfigError naming any that do not
+    exist and listing those that do."""
+    present = {(d.device_type, int(d.name.rsplit(":", 1)[1])): d.name
+               for d in tf.config.list_logical_devices()}
+
+    def exists(name):
+        try:
+            spec = tf.DeviceSpec.from_string(name)
+        except ValueError:
+            return False
+        return (str(spec.device_type).upper(), spec.device_index) in present
+
+    names = as_list(devices)
+    missing = [name for name in names if not exists(str(name))]
+    if missing:
+        raise ConfigError(f"devices {', '.join(map(str, missing))} do not exist; devices here: "
+                          f"{', '.join(present.values())}")
+    return names
+
+
+def make_strategy(gpu, devices, num_workers):
+    """The tf.distribute strategy for this process.
+
+    Several workers (TF_CONFIG): MultiWorkerMirroredStrategy, each worker over its
+    `gpu` ids (default: all its GPUs). One host: MirroredStrategy over the `gpu` ids or
+    the `devices`; neither: TensorFlow's default device (GPU 0 if there is one). Call it
+    before any other TensorFlow op: collective ops are configured at start-up.
+    """
+    if num_workers > 1:
+        if devices is not None:
+            raise ConfigError("devices= names one host's devices; with TF_CONFIG give gpu= ids")
+        if gpu is not None:
+            gpus = tf.config.list_physical_devices("GPU")
+            tf.config.set_visible_devices([gpus[i] for i in checked_gpu_ids(gpu)], "GPU")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if devices is not None:
+        names = checked_devices(devices)
+    else:
+        names = [f"/gpu:{i}" for i in checked_gpu_ids(gpu)]
+    return tf.distribute.MirroredStrategy(names) if names else tf.distribute.get_strategy()
+
+
+# --------------------------------------------------------------------------------------
+# The frozen keypoint model and the agent's inputs
+
+
+def load_keypoint_model(strategy, kp_type, vis_ckpt_fname, vis_load, env, num_keypoints,
+                        noise_type):
+    """The pre-trained keypoint model, checked against the config (one line if it differs).
+
+    Its variables are created under the strategy (mirrored on every replica's device,
+    restored from the checkpoint as they appear) by one eager call, SPEC section 8.
+    """
+    if not vis_ckpt_fname:
+        raise ConfigError("vis_ckpt_fname is not set; give the keypoint run folder "
+                          "(permakey_exp/... or transporter_exp/...)")
+    expected = {"kind": kp_type, "env": preprocess.canonical_env(env),
+                "num_keypoints": num_keypoints, "noise_type": noise_type}
+    with strategy.scope():
+        model, _ = runs.load_keypoint_model(vis_ckpt_fname, vis_load, expected)
+        observe(model, tf.zeros([1, 84, 84, 3], tf.uint8))
+    return model
+
+
+def observe(kp_model, frames):
+    """The whole frozen keypoint model, while acting: uint8 frames [N, 84, 84, 3] ->
+    centres [N, K, 2] and encoder features [N, 42, 42, C]."""
+    images = tf.cast(frames, tf.float32) / 255.0
+    if isinstance(kp_model, vision_modules.PermaKey):
+        centres, _, features = kp_model.keypoints_and_features(images, is_training=False)
+    else:
+        centres, _, features = kp_model.keypoints(images, is_training=False)
+    return centres, features
+
+
+def encoder_features(kp_model, frames):
+    """Only the cheap part of `observe`, for replayed frames whose centres were kept:
+    uint8 [N, 84, 84, 3] -> encoder features [N, 42, 42, C] (PermaKey: the last LSP
+    layer's activations; Transporter: its encoder's output)."""
+    images = tf.cast(frames, tf.float32) / 255.0
+    if isinstance(kp_model, vision_modules.PermaKey):
+        _, _, activations = kp_model.encoder(images, is_training=False)
+        return activations[kp_model.lsp_layers[-1]]
+    return kp_model.encoder(images, is_training=False)[-1]
+
+
+def make_prepare(kp_model, kpt_encoder_type):
+    """Replay windows -> the loss batch of rl_loss, run on each replica's shard.
+
+    The inputs are rebuilt from the stored frames and centres: the same inputs the
+    agent acted on (a test checks this), without re-running the keypoint model.
+    """
+    to_inputs = AGENT_INPUTS[kpt_encoder_type]
+
+    def prepare(windows):
+        batch_size, length = windows["frames"].shape[:2]                 # [b, T, 84, 84, 3]
+        features = encoder_features(kp_model, agent.merge_batch_time(windows["frames"]))
+        inputs = to_inputs(features, agent.merge_batch_time(windows["centres"]))  # [b*T, ...]
+        inputs = tf.nest.map_structure(
+            lambda x: tf.reshape(x, [batch_size, length] + x.shape[1:].as_list()), inputs)
+        return dict(inputs=inputs, **{key: windows[key]
+                                      for key in ("actions", "rewards", "dones", "mask")})
+
+    return prepare
+
+
+# --------------------------------------------------------------------------------------
+# Q-networks
+
+
+def q_network(kp_model, kpt_encoder_type, mp_num_steps, num_actions):
+    """A recurrent Q-network over the keypoint encoder, its variables created (one eager
+    call on the keypoint model's output for a blank frame, SPEC section 8)."""
+    centres, features = observe(kp_model, tf.zeros([1, 84, 84, 3], tf.uint8))
+    example = tf.nest.map_structure(lambda x: x[:, tf.newaxis],            # [1, 1, ...]
+                                    AGENT_INPUTS[kpt_encoder_type](features, centres))
+    encoder = agent.make_keypoint_encoder(kpt_encoder_type, mp_num_steps)
+    network = agent.RecurrentQNetwork(encoder, num_actions)
+    agent.create_variables(network, example)
+    return network
+
+
+def build_q_networks(strategy, *network_args):
+    """Online and target Q-networks (under the strategy), a plain actor copy, and
+    `sync_actor()`, which copies the online network into the actor.
+
+    The target and the actor start as copies of the online network. Acting and
+    evaluation read the actor, synced after updates: under several hosts, reading the
+    online network's replica-local batch-norm statistics is a collective that every
+    worker must join, which acting (own pace) and evaluation (chief only) cannot.
+    """
+    with strategy.scope():
+        online, target = q_network(*network_args), q_network(*network_args)
+        rl_loss.soft_update(target.trainable_variables, online.trainable_variables, 1.0)
+    actor = q_network(*network_args)
+
+    @tf.function
+    def sync_actor():
+        """All online variables (weights and batch-norm statistics) into the actor."""
+        for actor_variable, online_variable in zip(actor.variables, online.variables,
+                                                   strict=True):
+            actor_variable.assign(online_variable)
+
+    sync_actor()
+    return online, target, actor, sync_actor
+
+
+def make_act_fn(kp_model, actor, kpt_encoder_type):
+    """One batched forward pass of keypoint model and actor Q-network for all envs."""
+    to_inputs = AGENT_INPUTS[kpt_encoder_type]
+
+    @tf.function
+    def act(frames, state):
+        """uint8 frames [N, 84, 84, 3], LSTM state -> Q [N, A], next state, centres [N, K, 2]."""
+        centres, features = observe(kp_model, frames)
+        q_values, state = actor(to_inputs(features, centres), state, is_training=False)
+        return q_values, state, centres
+
+    return act
+
+
+def zero_where(state, done):
+    """Restart the LSTM state of the environments whose episode ended: done [N] bool."""
+    keep = tf.constant(1.0 - done.astype(np.float32))[:, tf.newaxis]      # [N, 1]
+    return tf.nest.map_structure(lambda s: s * keep, state)
+
+
+# --------------------------------------------------------------------------------------
+# Environments and greedy evaluation
+
+
+TRAIN_SEEDS, EVAL_SEEDS = 0, 1
+
+
+def env_seeds(seed, count, purpose, *stream):
+    """`count` distinct environment seeds for (seed, purpose, stream...), e.g. training
+    envs of worker w from step s, or evaluation episodes: no two purposes share one."""
+    state = np.random.SeedSequence([seed, purpose, *stream]).generate_state(count)
+    return [int(s) for s in state]
+
+
+def make_envs(env, mode, seeds, noise_type, eval_time_limit, async_envs):
+    """preprocess.make_env games side by side, one per seed (SPEC section 4 preprocessing).
+
+    SAME_STEP autoreset: a step that ends an episode returns the next episode's first
+    frame, so every returned frame is one to act on.
+    """
+    make = [functools.partial(preprocess.make_env, env, mode, seed, noise_type,
+                              eval_time_limit=eval_time_limit) for seed in seeds]
+    vector_env = gym.vector.AsyncVectorEnv if async_envs else gym.vector.SyncVectorEnv
+    return vector_env(make, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+def greedy_returns(act, actor, env, noise_type, seeds, eval_time_limit, async_envs):
+    """Raw returns [len(seeds)] of one greedy episode per seed, played side by side in
+    eval mode (whole games, unclipped rewards, at most eval_time_limit steps)."""
+    envs = make_envs(env, "eval", seeds, noise_type, eval_time_limit, async_envs)
+    frames, _ = envs.reset()
+    state = actor.initial_state(len(seeds))
+    returns, playing = np.zeros(len(seeds)), np.ones(len(seeds), bool)
+    while playing.any():
+        q_values, state, _ = act(frames, state)
+        frames, rewards, terminated, truncated, _ = envs.step(np.argmax(q_values, axis=-1))
+        returns += rewards * playing
+        playing &= ~(terminated | truncated)
+    envs.close()
+    return returns
+
+
+# --------------------------------------------------------------------------------------
+# Logging: Sacred metrics, TensorBoard, evaluations.json / .csv (chief only)
+
+
+class Metrics:
+    """Scalars to Sacred and TensorBoard; periodic evaluations also to JSON and CSV in the
+    run folder. Silent without a run folder (non-chief workers)."""
+
+    def __init__(self, _run, run_dir, env_step):
+        self._run, self._run_dir = _run, run_dir
+        self._writer = run_dir and tf.summary.create_file_writer(os.path.join(run_dir, "tb"))
+        # A resumed run continues from its checkpoint: drop evaluations logged after it.
+        logged = runs.read_json(self._path("json"), default=[]) if run_dir else []
+        self.evaluations = [e for e in logged if e["step"] <= env_step]
+
+    def _path(self, suffix):
+        return os.path.join(self._run_dir, f"evaluations.{suffix}")
+
+    def scalars(self, prefix, values, step):
+        if not self._run_dir:
+            return
+        with self._writer.as_default(step=step):
+            for name, value in values.items():
+                self._run.log_scalar(f"{prefix}.{name}", float(value), step)
+                tf.summary.scalar(f"{prefix}/{name}", value)
+        self._writer.flush()
+
+    def evaluation(self, step, returns):
+        stats = {"mean": float(np.mean(returns)), "std": float(np.std(returns)),
+                 "min": float(np.min(returns)), "max": float(np.max(returns))}
+        self.scalars("eval", stats, step)
+        if not self._run_dir:
+            return stats
+        self.evaluations.append(dict(step=step, **stats, returns=[float(r) for r in returns]))
+        runs.write_json(self._path("json"), self.evaluations)
+        with runs.atomic_path(self._path("csv")) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["step", "mean", "std", "min", "max", "episodes"])
+            for e in self.evaluations:
+                writer.writerow([e["step"], e["mean"], e["std"], e["min"], e["max"],
+                                 len(e["returns"])])
+        return stats
+
+
+# --------------------------------------------------------------------------------------
+# Training
+
+
+def agent_run_folder(command, config):
+    """rl_exp/<noise>/<kp_type>/<encoder>/<env>/<new id> for training, the run folder
+    itself when resuming, .../<env>/evaluate/<new id> for the evaluate command."""
+    env = preprocess.ENV_ALIASES.get(config["env"], config["env"])
+    base = os.path.join(config["exp_root"], str(config["noise_type"]), str(config["kp_type"]),
+                        str(config["kpt_encoder_type"]), str(env))
+    if command == "evaluate":
+        return os.path.join(base, "evaluate"), False
+    if config.get("resume_dir"):
+        return config["resume_dir"], True
+    return base, False
+
+
+if is_chief_process():  # other workers of a multi-host run write no run folder
+    ex.observers.append(runs.RunFolderObserver(agent_run_folder))
+
+
+def checkpoint_managers(checkpoint, run_dir, resume_dir, ckpt_keep):
+    """(save, restore) CheckpointManagers of the agent checkpoint, `<run>/ckpt/`.
+
+    Every worker of a multi-host run must save (saving reads distributed variables
+    collectively); the non-chief ones write to a temporary folder, deleted at the end.
+    All restore from the resumed run's folder (a filesystem shared by the hosts).
+    """
+    save_dir = os.path.join(run_dir, "ckpt") if run_dir else tempfile.mkdtemp(prefix="agent_ckpt_")
+    save = tf.train.CheckpointManager(checkpoint, save_dir, ckpt_keep)
+    restore = save
+    if resume_dir and not run_dir:
+        restore = tf.train.CheckpointManager(checkpoint, os.path.join(resume_dir, "ckpt"), None)
+    return save, restore
+
+
+def recorded_keypoint_run(run_dir, vis_ckpt_fname, vis_load):
+    """The keypoint run an agent run was trained on, or the given one if it names the
+    same (default: the recorded one); ConfigError if it names another."""
+    spec = runs.read_json(os.path.join(run_dir, "model.json"), default={})
+    recorded, recorded_load = spec.get("vis_ckpt_fname"), spec.get("vis_load")
+    if not vis_ckpt_fname:
+        return recorded, recorded_load
+    moved = recorded is None or not os.path.isdir(recorded)  # then trust the given one
+    same_run = moved or os.path.realpath(vis_ckpt_fname) == os.path.realpath(recorded)
+    same_load = recorded_load is None or str(vis_load) == str(recorded_load)
+    if not (same_run and same_load):
+        raise ConfigError(f"agent run {run_dir} was trained on keypoint run {recorded} "
+                          f"(vis_load={recorded_load}), not {vis_ckpt_fname} (vis_load={vis_load})")
+    return vis_ckpt_fname, vis_load
+
+
+def action_count(env):
+    game = preprocess.make_env(env, "eval")
+    game.close()
+    return int(game.action_space.n)
+
+
+def store_steps(buffer, frames, actions, rewards, terminated, truncated, centres):
+    """Add one step of every environment to the replay, each env its own stream.
+
+    An episode cut by a time limit (truncated, not terminated) is dropped rather than
+    stored with a terminal `done` it never had.
+    """
+    for i in range(len(frames)):
+        if truncated[i] and not terminated[i]:
+            buffer.drop_episode(stream=i)
+        else:
+            buffer.add(frames[i], actions[i], rewards[i], terminated[i], stream=i,
+                       centres=centres[i])
+
+
+@ex.main
+@one_line_errors
+def train(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, vis_ckpt_fname,
+          vis_load, num_keypoints, replay_capacity, num_iters, warmup_steps, update_every,
+          batch_size, learning_rate, window_size, n_step, gamma, tau, max_grad_norm,
+          epsilon_start, epsilon_end, num_envs, async_envs, eval_every, eval_episodes,
+          eval_time_limit, log_every, ckpt_keep, seed, gpu, devices, resume_dir):
+    """Train a keypoint agent: act in num_envs games at once, learn from replayed windows,
+    evaluate greedily and checkpoint every eval_every steps (and at the end)."""
+    worker, num_workers = cluster_task()
+    strategy = make_strategy(gpu, devices, num_workers)
+    spec = agent_spec()
+    check_positive_ints(num_iters=num_iters, update_every=update_every, batch_size=batch_size,
+                        num_envs=num_envs, eval_every=eval_every, eval_episodes=eval_episodes,
+                        log_every=log_every, replay_capacity=replay_capacity)
+    if batch_size % strategy.num_replicas_in_sync:
+        raise ConfigError(f"batch_size={batch_size} is not divisible by the "
+                          f"{strategy.num_replicas_in_sync} replicas")
+    if resume_dir:
+        runs.check_model_spec(resume_dir, spec)
+        vis_ckpt_fname, vis_load = recorded_keypoint_run(resume_dir, vis_ckpt_fname, vis_load)
+    kp_model = load_keypoint_model(strategy, kp_type, vis_ckpt_fname, vis_load, env,
+                                   num_keypoints, noise_type)
+    online, target, actor, sync_actor = build_q_networks(strategy, kp_model, kpt_encoder_type,
+                                                         mp_num_steps, action_count(env))
+    with strategy.scope():
+        optimizer = rl_loss.make_optimizer(learning_rate)
+    learner = rl_loss.LearnerConfig(window_size, n_step, gamma, tau, max_grad_norm)
+    update = tf.function(rl_loss.make_update_fn(online, target, optimizer, learner, strategy,
+                                                prepare=make_prepare(kp_model, kpt_encoder_type)))
+    act = make_act_fn(kp_model, actor, kpt_encoder_type)
+
+    counters = {"env_step": tf.Variable(0, dtype=tf.int64), "updates": tf.Variable(0, dtype=tf.int64)}
+    checkpoint = tf.train.Checkpoint(online=online, target=target, optimizer=optimizer, **counters)
+    run_dir = runs.run_dir_of(_run)  # None on non-chief workers
+    save, restore = checkpoint_managers(checkpoint, run_dir, resume_dir, ckpt_keep)
+    if resume_dir:
+        if not restore.latest_checkpoint:
+            raise ConfigError(f"run folder {resume_dir} has no agent checkpoint in ckpt/")
+        checkpoint.restore(restore.latest_checkpoint).assert_existing_objects_matched()
+        sync_actor()
+        print(f"resumed from {restore.latest_checkpoint} at step {int(counters['env_step'])}; "
+              f"the replay restarts empty and refills for {warmup_steps} steps")
+    if run_dir:
+        runs.write_model_spec(run_dir, dict(spec, vis_ckpt_fname=os.path.abspath(vis_ckpt_fname),
+                                            vis_load=vis_load))
+
+    start_step, start_updates = int(counters["env_step"]), int(counters["updates"])
+    env_step, session_updates = start_step, 0
+    first_update = start_step + warmup_steps
+    next_eval = (start_step // eval_every + 1) * eval_every
+    metrics = Metrics(_run, run_dir, start_step)
+    stream = (worker, start_step)  # own seeds per worker, new ones after a resume
+    buffer = replay.EpisodeReplay(replay_capacity, learner.sequence_length, seed=[seed, *stream])
+    rng = np.random.default_rng([seed, *stream])
+    envs = make_envs(env, "train", env_seeds(seed, num_envs, TRAIN_SEEDS, *stream),
+                     noise_type, eval_time_limit, async_envs)
+    frames, _ = envs.reset()                                               # [N, 84, 84, 3]
+    state = actor.initial_state(num_envs)
+    episode_returns, finished_returns, losses = np.zeros(num_envs), [], []
+    progress = tqdm(total=num_iters, initial=start_step, unit="step", mininterval=2,
+                    disable=run_dir is None)
+    log_step, log_time = start_step, time.time()
+
+    while env_step < num_iters:
+        epsilon = agent.epsilon_at(env_step, num_iters, epsilon_start, epsilon_end)
+        q_values, state, centres = act(frames, state)                      # [N, A], [N, K, 2]
+        actions = [agent.epsilon_greedy(q, epsilon, rng) for q in q_values.numpy()]
+        next_frames, rewards, terminated, truncated, _ = envs.step(actions)
+        store_steps(buffer, frames, actions, rewards, terminated, truncated, centres.numpy())
+        ended = terminated | truncated
+        episode_returns += rewards
+        finished_returns += list(episode_returns[ended])
+        episode_returns[ended] = 0.0
+        state = zero_where(state, ended)
+        frames = next_frames
+        env_step += num_envs
+        progress.update(num_envs)
+
+        # One update per update_every steps from the end of the warm-up on.
+        updates_due = max(0, (env_step - first_update) // update_every + 1)
+        if updates_due > session_updates:
+            if buffer.num_episodes == 0:
+                raise ConfigError(f"no episode ended during the {warmup_steps} warm-up steps; "
+                                  f"raise warmup_steps")
+            for _ in range(updates_due - session_updates):
+                batch = buffer.sample(batch_size)                          # [B, T, ...] numpy
+                losses.append(float(update(rl_loss.distribute_batch(strategy, batch))))
+            session_updates = updates_due
+            sync_actor()
+
+        if env_step - log_step >= log_every or env_step >= num_iters:
+            scalars = {"epsilon": epsilon, "updates": start_updates + session_updates,
+                       "steps_per_second": (env_step - log_step) / (time.time() - log_time)}
+            if losses:
+                scalars["loss"] = np.mean(losses)
+            if finished_returns:  # per life, clipped rewards
+                scalars["episode_return"] = np.mean(finished_returns)
+            metrics.scalars("train", scalars, env_step)
+            losses, finished_returns, log_step, log_time = [], [], env_step, time.time()
+
+        if env_step >= next_eval or env_step >= num_iters:
+            if run_dir:
+                returns = greedy_returns(act, actor, env, noise_type,
+                                         env_seeds(seed, eval_episodes, EVAL_SEEDS),
+                                         eval_time_limit, async_envs)
+                stats = metrics.evaluation(env_step, returns)
+                progress.write(f"step {env_step}: eval return {stats['mean']:.1f} "
+                               f"+- {stats['std']:.1f} ({eval_episodes} episodes)")
+            counters["env_step"].assign(env_step)
+            counters["updates"].assign(start_updates + session_updates)
+            save.save(checkpoint_number=env_step)
+            next_eval = (env_step // eval_every + 1) * eval_every
+
+    progress.close()
+    envs.close()
+    if not run_dir:
+        shutil.rmtree(save.directory, ignore_errors=True)
+    print(f"run folder: {run_dir}")
+    return metrics.evaluations[-1]["mean"] if metrics.evaluations else None
+
+
+# --------------------------------------------------------------------------------------
+# The evaluate command: the paper's protocol
+
+
+def protocol_summary(returns):
+    """SPEC section 4 over returns [seeds, policies, episodes].
+
+    Per seed: the mean of the policy means and the pooled std sqrt(mean of the policy
+    variances). Reported: the median seed's mean with that seed's pooled std (for an
+    even number of seeds, the lower of the two middle seeds, so the std is a seed's).
+    """
+    policy_means = returns.mean(axis=-1)                                   # [S, P]
+    seed_means = policy_means.mean(axis=-1)                                # [S]
+    pooled_stds = np.sqrt(returns.var(axis=-1).mean(axis=-1))              # [S]
+    median = int(np.argsort(seed_means, kind="stable")[(len(seed_means) - 1) // 2])
+    return {"policy_means": policy_means, "seed_means": seed_means,
+            "pooled_stds": pooled_stds, "median_index": median}
+
+
+def format_table(seeds, policies, summary):
+    """The per-seed table and the summary line."""
+    lines = ["policies: " + ", ".join(f"P{p + 1}={path}" for p, path in enumerate(policies)),
+             f"{'seed':>6} " + " ".join(f"{f'P{p + 1}':>9}" for p in range(len(policies)))
+             + f" {'mean':>9} {'pooled std':>10}"]
+    for s, seed in enumerate(seeds):
+        lines.append(f"{seed:>6} " + " ".join(f"{m:9.1f}" for m in summary["policy_means"][s])
+                     + f" {summary['seed_means'][s]:9.1f} {summary['pooled_stds'][s]:10.1f}")
+    m = summary["median_index"]
+    lines.append(f"median over seeds: {summary['seed_means'][m]:.1f} +- "
+                 f"{summary['pooled_stds'][m]:.1f} (seed {seeds[m]})")
+    return "\n".join(lines)
+
+
+def keypoint_runs_per_policy(policies, vis_ckpt_fname, vis_load):
+    """(keypoint run, checkpoint) for each policy: vis_ckpt_fname names one run for all,
+    one per policy, or none (each policy's recorded run)."""
+    given = as_list(vis_ckpt_fname)
+    if len(given) not in (0, 1, len(policies)):
+        raise ConfigError(f"vis_ckpt_fname names {len(given)} keypoint runs for {len(policies)} "
+                          f"policies (load_ckpts); give one, one per policy, or none")
+    given = given * len(policies) if len(given) == 1 else given or [None] * len(policies)
+    return [tuple(recorded_keypoint_run(policy, run, vis_load))
+            for policy, run in zip(policies, given)]
+
+
+@ex.command
+@one_line_errors
+def evaluate(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, num_keypoints,
+             vis_ckpt_fname, vis_load, load_ckpts, eval_seeds, num_eval_episodes,
+             eval_time_limit, async_envs):
+    """The paper's protocol: num_eval_episodes greedy eval-mode episodes per eval seed and
+    trained policy (the last checkpoint of each run folder in load_ckpts); per seed the
+    mean of the policy means and the pooled std; the median over seeds."""
+    spec = agent_spec()
+    policies = as_list(load_ckpts)
+    seeds = as_list(eval_seeds)
+    if not policies:
+        raise ConfigError("load_ckpts is not set; give the agent run folders, e.g. load_ckpts=A,B,C")
+    if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise ConfigError(f"eval_seeds={eval_seeds!r}: expected integers >= 0, e.g. 1,2,3,4,5")
+    check_positive_ints(num_eval_episodes=num_eval_episodes)
+    checkpoints = []
+    for policy in policies:
+        runs.check_model_spec(policy, spec)
+        checkpoints.append(tf.train.latest_checkpoint(os.path.join(policy, "ckpt")))
+        if checkpoints[-1] is None:
+            raise ConfigError(f"agent run {policy} has no checkpoint in ckpt/")
+    keypoint_runs = keypoint_runs_per_policy(policies, vis_ckpt_fname, vis_load)
+    kp_models = {run: load_keypoint_model(tf.distribute.get_strategy(), kp_type, *run, env,
+                                          num_keypoints, noise_type)
+                 for run in set(keypoint_runs)}  # each distinct keypoint checkpoint once
+    num_actions = action_count(env)
+
+    returns = np.zeros([len(seeds), len(policies), num_eval_episodes])    # [S, P, E]
+    for p, (checkpoint, keypoint_run) in enumerate(zip(checkpoints, keypoint_runs)):
+        kp_model = kp_models[keypoint_run]
+        actor = q_network(kp_model, kpt_encoder_type, mp_num_steps, num_actions)
+        tf.train.Checkpoint(online=actor).restore(checkpoint).assert_existing_objects_matched() \
+            .expect_partial()
+        act = make_act_fn(kp_model, actor, kpt_encoder_type)
+        for s, seed in enumerate(tqdm(seeds, desc=f"policy {p + 1}/{len(policies)}", unit="seed")):
+            returns[s, p] = greedy_returns(act, actor, env, noise_type,
+                                           env_seeds(seed, num_eval_episodes, EVAL_SEEDS),
+                                           eval_time_limit, async_envs)
+
+    summary = protocol_summary(returns)
+    print(format_table(seeds, policies, summary))
+    out_dir = runs.run_dir_of(_run) or "."
+    m = summary["median_index"]
+    result = {"policies": [os.path.abspath(p) for p in policies], "eval_seeds": seeds,
+              "keypoint_runs": [[os.path.abspath(run), load] for run, load in keypoint_runs],
+              "returns": returns.tolist(), "policy_means": summary["policy_means"].tolist(),
+              "seed_means": summary["seed_means"].tolist(),
+              "pooled_stds": summary["pooled_stds"].tolist(),
+              "median": float(summary["seed_means"][m]), "median_std": float(summary["pooled_stds"][m]),
+              "median_seed": seeds[m]}
+    runs.write_json(os.path.join(out_dir, "evaluation.json"), result)
+    print(f"evaluation: {os.path.join(out_dir, 'evaluation.json')}")
+    return result
+
+
+def main(argv):
+    check_named_configs(argv)
+    ex.run_commandline(argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,245 @@
+"""Keypoint agent experiment: replayed inputs, a smoke run with resume and evaluate, two
+replicas, the evaluation protocol, and one-line errors for bad input.
+
+The tiny keypoint runs come from conftest (shared with the keypoint-training tests).
+PermaKey's local spatial prediction costs ~11 GFLOPs per frame (~0.13 s on this CPU),
+so the PermaKey smoke run acts in one environment for 300 steps; the two-replica run
+uses the ~40x cheaper Transporter.
+"""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import agent_train
+import preprocess
+import replay
+
+# A random policy (epsilon stays 1) ends a MsPacman life in ~110-190 steps, so a warm-up
+# of 220 steps in one environment stores an episode to sample from.
+SMOKE = {"num_keypoints": 3, "num_iters": 300, "warmup_steps": 220, "num_envs": 1,
+         "epsilon_end": 1.0, "batch_size": 2, "window_size": 2, "replay_capacity": 10,
+         "eval_every": 150, "eval_episodes": 2, "eval_time_limit": 10, "log_every": 50}
+
+
+def agent_config(tmp_root, keypoint_run, kp_type="permakey", **updates):
+    return dict(SMOKE, kp_type=kp_type, vis_ckpt_fname=keypoint_run,
+                exp_root=str(tmp_root), **updates)
+
+
+def one_line_error(capsys, command, config):
+    with pytest.raises(SystemExit) as exit_info:
+        agent_train.ex.run(command, config_updates=config)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+# --------------------------------------------------------------------------------------
+# The inputs rebuilt from a replayed frame and its kept centres are those acted on.
+
+
+def mspacman_frames(count):
+    game = preprocess.make_env("mspacman", "train", seed=3)
+    frames = [game.reset(seed=3)[0]]
+    for _ in range(count - 1):
+        frames.append(game.step(game.action_space.sample())[0])
+    return np.stack(frames)                                           # [count, 84, 84, 3]
+
+
+@pytest.mark.parametrize("kp_type", ["permakey", "transporter"])
+def test_replayed_inputs_equal_the_inputs_acted_on(kp_type, tiny_pkey_run, tiny_transporter_run):
+    run = {"permakey": tiny_pkey_run, "transporter": tiny_transporter_run}[kp_type][1]
+    kp_model = agent_train.load_keypoint_model(tf.distribute.get_strategy(), kp_type, run, "best",
+                                               "mspacman", 3, "none")
+    frames = mspacman_frames(10)
+    centres, features = agent_train.observe(kp_model, frames)        # the whole model, acting
+    buffer = replay.EpisodeReplay(capacity=1, sequence_length=6, seed=0)
+    for step, frame in enumerate(frames):  # the action records the step, to find it again
+        buffer.add(frame, step, 0.0, step == len(frames) - 1, centres=centres[step].numpy())
+    windows = buffer.sample(8)
+    real = windows["mask"] == 1
+    steps = windows["actions"][real]
+    for encoder, to_inputs in agent_train.AGENT_INPUTS.items():
+        acted_on = to_inputs(features, centres)
+        prepare = agent_train.make_prepare(kp_model, encoder)
+        replayed = prepare(tf.nest.map_structure(tf.constant, windows))["inputs"]
+        for kept, rebuilt in zip(tf.nest.flatten(acted_on), tf.nest.flatten(replayed)):
+            np.testing.assert_allclose(rebuilt.numpy()[real], kept.numpy()[steps],
+                                       rtol=1e-5, atol=1e-5)
+    assert np.abs(tf.nest.flatten(acted_on)[0]).max() > 0              # not all masked away
+
+
+# --------------------------------------------------------------------------------------
+# Smoke run, resume, evaluate.
+
+
+@pytest.fixture(scope="module")
+def agent_run(tmp_path_factory, tiny_pkey_run):
+    """A 300-step PermaKey-CNN run: (config, run folder)."""
+    config = agent_config(tmp_path_factory.mktemp("rl_exp"), tiny_pkey_run[1])
+    run = agent_train.ex.run(config_updates=config)
+    return config, run.observers[0].dir
+
+
+def read_json(run_dir, name):
+    with open(os.path.join(run_dir, name)) as f:
+        return json.load(f)
+
+
+def checkpoint_counters(run_dir):
+    path = tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt"))
+    reader = tf.train.load_checkpoint(path)
+    return {name: int(reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE"))
+            for name in ("env_step", "updates")}
+
+
+def test_smoke_run_writes_checkpoints_and_evaluations(agent_run):
+    config, run_dir = agent_run
+    assert run_dir.endswith(os.path.join("none", "permakey", "cnn", "mspacman", "1"))
+    spec = read_json(run_dir, "model.json")
+    assert spec["kind"] == "keypoint_agent" and spec["num_keypoints"] == 3
+    assert spec["vis_ckpt_fname"] == os.path.abspath(config["vis_ckpt_fname"])
+    # one update every 4 steps from the end of the warm-up: steps 220, 224, ..., 300
+    assert checkpoint_counters(run_dir) == {"env_step": 300, "updates": 21}
+    evaluations = read_json(run_dir, "evaluations.json")
+    assert [e["step"] for e in evaluations] == [150, 300]
+    assert all(len(e["returns"]) == 2 for e in evaluations)
+    with open(os.path.join(run_dir, "evaluations.csv")) as f:
+        assert f.readline().strip() == "step,mean,std,min,max,episodes"
+        assert len(f.readlines()) == 2
+    metrics = read_json(run_dir, "metrics.json")
+    assert {"eval.mean", "train.loss", "train.epsilon"} <= set(metrics)
+    assert np.isfinite(metrics["train.loss"]["values"][-1])
+    assert os.listdir(os.path.join(run_dir, "tb"))
+
+
+def test_resume_continues_the_step_count(agent_run):
+    config, run_dir = agent_run
+    agent_train.ex.run(config_updates=dict(config, num_iters=320, resume_dir=run_dir))
+    # the replay restarts empty and refills for 220 steps: no update before step 320
+    assert checkpoint_counters(run_dir) == {"env_step": 320, "updates": 21}
+    assert [e["step"] for e in read_json(run_dir, "evaluations.json")] == [150, 300, 320]
+    assert read_json(run_dir, "metrics.json")["eval.mean"]["steps"] == [150, 300, 320]
+
+
+def test_evaluate_prints_the_per_seed_table_and_writes_json(agent_run, capsys):
+    config, run_dir = agent_run
+    run = agent_train.ex.run("evaluate", config_updates=dict(
+        config, load_ckpts=f"{run_dir},{run_dir}", eval_seeds=(1, 2), num_eval_episodes=2,
+        eval_time_limit=5))
+    out = capsys.readouterr().out
+    assert "median over seeds" in out
+    result = read_json(run.observers[0].dir, "evaluation.json")
+    returns = np.array(result["returns"])
+    assert returns.shape == (2, 2, 2)                          # seeds, policies, episodes
+    np.testing.assert_array_equal(returns[:, 0], returns[:, 1])  # same policy, same seeds
+    assert result["median_seed"] in (1, 2)
+    assert result["median"] == result["seed_means"][result["eval_seeds"].index(result["median_seed"])]
+
+
+def test_protocol_summary_pools_stds_and_takes_the_median_seed():
+    returns = np.array([[[1.0, 3.0], [5.0, 5.0]],                 # seed 1: means 2, 5
+                        [[0.0, 0.0], [2.0, 6.0]],                 # seed 2: means 0, 4
+                        [[9.0, 9.0], [9.0, 11.0]],                # seed 3: means 9, 10
+                        [[4.0, 4.0], [4.0, 4.0]]])                # seed 4: means 4, 4
+    summary = agent_train.protocol_summary(returns)
+    np.testing.assert_allclose(summary["seed_means"], [3.5, 2.0, 9.5, 4.0])
+    np.testing.assert_allclose(summary["pooled_stds"], np.sqrt([0.5, 2.0, 0.5, 0.0]))
+    assert summary["median_index"] == 0   # even count: the lower middle seed (3.5, not 4.0)
+
+
+# --------------------------------------------------------------------------------------
+# Data-parallel over two logical CPUs (conftest).
+
+
+def test_two_replica_run_trains(tmp_path, tiny_transporter_run):
+    config = agent_config(tmp_path, tiny_transporter_run[1], "transporter",
+                          kpt_encoder_type="gnn", devices="/cpu:0,/cpu:1", num_iters=240,
+                          eval_every=1000)
+    run = agent_train.ex.run(config_updates=config)
+    run_dir = run.observers[0].dir
+    assert checkpoint_counters(run_dir) == {"env_step": 240, "updates": 6}
+    assert np.isfinite(read_json(run_dir, "metrics.json")["train.loss"]["values"]).all()
+
+
+# --------------------------------------------------------------------------------------
+# Bad input: one line each.
+
+
+@pytest.mark.parametrize("update, message", [
+    ({"vis_ckpt_fname": None}, "vis_ckpt_fname is not set"),
+    ({"vis_ckpt_fname": "no/such/run"}, "run folder no/such/run does not exist"),
+    ({"kp_type": "transporter"}, "was trained with kind='permakey', requested kind='transporter'"),
+    ({"num_keypoints": 7}, "was trained with num_keypoints=3, requested num_keypoints=7"),
+    ({"noise_type": "both"}, "was trained with noise_type='none', requested noise_type='both'"),
+    ({"vis_load": 99}, "has no 99 checkpoint"),
+    ({"env": "pong"}, "unknown env 'pong'"),
+    ({"kp_type": "keynet"}, "kp_type='keynet': expected one of permakey, transporter"),
+    ({"kpt_encoder_type": "mlp"}, "kpt_encoder_type='mlp': expected one of cnn, gnn"),
+    ({"gpu": (0, 1)}, "gpu ids 0, 1 do not exist; this machine has no GPU"),
+    ({"devices": "/cpu:0,/cpu:7"}, "devices /cpu:7 do not exist; devices here:"),
+    ({"devices": "/cpu:0,/cpu:1", "batch_size": 3}, "batch_size=3 is not divisible by the 2"),
+    ({"num_envs": 0}, "num_envs=0: expected an integer >= 1"),
+])
+def test_bad_training_input_is_one_line(tmp_path, tiny_pkey_run, capsys, update, message):
+    config = dict(agent_config(tmp_path, tiny_pkey_run[1]), **update)
+    line = one_line_error(capsys, "train", config)
+    assert line.startswith("error: ") and message in line, line
+    assert not any(files for _, _, files in os.walk(tmp_path / "none" / "permakey" / "cnn")
+                   if "model.json" in files)
+
+
+def test_unknown_named_config_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        agent_train.main(["agent_train.py", "with", "pong", "kp_type=permakey"])
+    assert exit_info.value.code == 2
+    line = capsys.readouterr().err.strip()
+    assert line == ("error: unknown named config 'pong'; named configs: mspacman, frostbite, "
+                    "seaquest, battlezone (another game: env=<game> num_keypoints=<K> "
+                    "replay_capacity=<episodes>)")
+
+
+def test_bad_evaluate_input_is_one_line(agent_run, tmp_path, capsys):
+    config, run_dir = agent_run
+    keypoint_run = config["vis_ckpt_fname"]
+    no_checkpoint = tmp_path / "no_ckpt"
+    no_checkpoint.mkdir()
+    shutil.copy(os.path.join(run_dir, "model.json"), no_checkpoint)
+    cases = [
+        ({}, "load_ckpts is not set"),
+        ({"load_ckpts": "no/such/run"}, "run folder no/such/run does not exist"),
+        ({"load_ckpts": keypoint_run}, "was trained with kind='permakey', requested kind='keypoint_agent'"),
+        ({"load_ckpts": run_dir, "kpt_encoder_type": "gnn"}, "requested kpt_encoder_type='gnn'"),
+        ({"load_ckpts": str(no_checkpoint)}, "has no checkpoint in ckpt/"),
+        ({"load_ckpts": f"{run_dir},{run_dir},{run_dir}",
+          "vis_ckpt_fname": f"{keypoint_run},{keypoint_run}"},
+         "vis_ckpt_fname names 2 keypoint runs for 3 policies"),
+        ({"load_ckpts": run_dir, "vis_ckpt_fname": str(tmp_path)}, "was trained on keypoint run"),
+        ({"load_ckpts": run_dir, "eval_seeds": "a,b"}, "eval_seeds='a,b': expected integers"),
+    ]
+    written = evaluation_files(config["exp_root"])
+    for update, message in cases:
+        line = one_line_error(capsys, "evaluate", dict(config, **{"load_ckpts": None, **update}))
+        assert line.startswith("error: ") and message in line, (update, line)
+    assert evaluation_files(config["exp_root"]) == written
+
+
+def evaluation_files(root):
+    return {os.path.join(folder, name) for folder, _, names in os.walk(root) for name in names
+            if name.startswith("evaluation.json")}
+
+
+def test_replay_keeps_one_episode_per_environment_and_drops_cut_ones():
+    buffer = replay.EpisodeReplay(capacity=5, sequence_length=4, seed=0)
+    for step in range(3):  # two environments interleaved; env 1's episode is cut
+        for stream in (0, 1):
+            buffer.add(np.full([2], 10 * stream + step, np.uint8), step, 0.0,
+                       stream == 0 and step == 2, stream=stream)
+    buffer.drop_episode(stream=1)
+    buffer.add(np.full([2], 99, np.uint8), 0, 0.0, True, stream=1)   # a new one-step episode
+    assert buffer.num_episodes == 2 and buffer.num_steps == 4
+    frames = buffer.sample(200)["frames"][:, 0, 0]
+    assert set(frames) == {0, 1, 2, 99}
