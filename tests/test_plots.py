@@ -10,6 +10,7 @@ import nbformat
 import numpy as np
 import pytest
 import tensorflow as tf
+from ipykernel.kernelspec import write_kernel_spec
 from nbclient import NotebookClient
 
 import pkey_train
@@ -284,9 +285,20 @@ def viz_artifacts(tmp_path_factory, tiny_pkey_run, tiny_transporter_run, tiny_da
             "VIZ_DATA_DIR": tiny_data_dir}
 
 
-def execute_notebook(monkeypatch, folders):
+@pytest.fixture(scope="module")
+def kernels_dir(tmp_path_factory):
+    """A Jupyter data folder whose python3 kernel runs this interpreter (the venv's), for
+    JUPYTER_PATH: it comes before the user's folders, so that a python3 kernel of another
+    interpreter installed there cannot shadow it."""
+    root = tmp_path_factory.mktemp("jupyter")
+    write_kernel_spec(root / "kernels" / "python3")
+    return root
+
+
+def execute_notebook(monkeypatch, kernels_dir, folders):
     """Run viz.ipynb top to bottom in a fresh kernel of this interpreter, reading `folders`
     (environment variables, inherited by the kernel). Returns {cell id: outputs}."""
+    monkeypatch.setenv("JUPYTER_PATH", str(kernels_dir))
     for name, value in folders.items():
         monkeypatch.setenv(name, str(value))
     notebook = nbformat.read(os.path.join(REPO, "viz.ipynb"), as_version=4)
@@ -307,8 +319,8 @@ FIGURES = {"figure2-clean": 1, "figure2-noisy": 1, "error-maps": 1, "episode": 1
            "ablation-keypoints": 1, "ablation-layers": 1, "training-curves": 2, "rl-curves": 1}
 
 
-def test_notebook_runs_on_tiny_artifacts_and_draws_every_section(viz_artifacts, monkeypatch):
-    outputs = execute_notebook(monkeypatch, viz_artifacts)
+def test_notebook_runs_on_tiny_artifacts_and_draws_every_section(viz_artifacts, kernels_dir, monkeypatch):
+    outputs = execute_notebook(monkeypatch, kernels_dir, viz_artifacts)
     assert "3 PermaKey runs under" in text(outputs["folders"])
     assert "test splits in" in text(outputs["folders"])
     assert {cell: len(images(outputs[cell])) for cell in FIGURES} == FIGURES
@@ -318,11 +330,11 @@ def test_notebook_runs_on_tiny_artifacts_and_draws_every_section(viz_artifacts, 
     assert "PermaKey" in quality and "Transporter" in quality and "random" in quality
 
 
-def test_notebook_on_empty_folders_says_what_is_missing_and_draws_nothing(tmp_path, monkeypatch):
+def test_notebook_on_empty_folders_says_what_is_missing_and_draws_nothing(tmp_path, kernels_dir, monkeypatch):
     folders = {name: tmp_path / folder for name, folder in (
         ("VIZ_PERMAKEY_EXP", "permakey_exp"), ("VIZ_TRANSPORTER_EXP", "transporter_exp"),
         ("VIZ_COMPARE_KPTS", "compare_kpts"), ("VIZ_RL_EXP", "rl_exp"), ("VIZ_DATA_DIR", "data"))}
-    outputs = execute_notebook(monkeypatch, folders)
+    outputs = execute_notebook(monkeypatch, kernels_dir, folders)
     first = text(outputs["folders"])
     assert (f"no PermaKey runs under {tmp_path}/permakey_exp/ — make one with "
             f"`python pkey_train.py with quick`") in first
