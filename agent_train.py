@@ -537,6 +537,7 @@ def train(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, vis_ck
     evaluate greedily and checkpoint every eval_every steps (and at the end)."""
     worker, num_workers = cluster_task()
     strategy = make_strategy(gpu, devices, num_workers)
+    tf.random.set_seed(seed)  # initial weights (the workers of a cluster start from the chief's)
     spec = agent_spec()
     check_positive_ints(num_iters=num_iters, update_every=update_every, batch_size=batch_size,
                         num_envs=num_envs, eval_every=eval_every, eval_episodes=eval_episodes,
@@ -642,9 +643,10 @@ def train(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, vis_ck
 
     progress.close()
     envs.close()
-    if not run_dir:
+    if run_dir:
+        print(f"run folder: {run_dir}")
+    else:
         shutil.rmtree(save.directory, ignore_errors=True)
-    print(f"run folder: {run_dir}")
     return metrics.evaluations[-1]["mean"] if metrics.evaluations else None
 
 
