@@ -103,6 +103,7 @@ def game_config(env, num_keypoints, replay_capacity):
 for _game, _keypoints, _capacity in (("mspacman", 7, 1000), ("frostbite", 20, 1200),
                                      ("seaquest", 10, 1000), ("battlezone", 8, 500)):
     ex.add_named_config(_game, game_config(_game, _keypoints, _capacity))
+ex.add_named_config("frosbite", game_config("frostbite", 20, 1200))  # the authors' spelling
 
 
 def check_named_configs(argv):

@@ -198,7 +198,7 @@ def test_unknown_named_config_is_one_line(capsys):
     assert exit_info.value.code == 2
     line = capsys.readouterr().err.strip()
     assert line == ("error: unknown named config 'pong'; named configs: mspacman, frostbite, "
-                    "seaquest, battlezone (another game: env=<game> num_keypoints=<K> "
+                    "seaquest, battlezone, frosbite (another game: env=<game> num_keypoints=<K> "
                     "replay_capacity=<episodes>)")
 
 
