@@ -155,7 +155,11 @@ def test_protocol_summary_pools_stds_and_takes_the_median_seed():
 # Data-parallel over two logical CPUs (conftest).
 
 
-def test_two_replica_run_trains(tmp_path, tiny_transporter_run):
+def test_two_replica_run_trains(tmp_path, tiny_transporter_run, monkeypatch):
+    # Collective keys restart with every MirroredStrategy; TensorFlow caches collective
+    # instances by key, so a later strategy in this process reusing them for other
+    # shapes fails. Own keys, as TensorFlow's tests do ("only set this in tests").
+    monkeypatch.setattr(tf.distribute.MirroredStrategy, "_collective_key_base", 10_000)
     config = agent_config(tmp_path, tiny_transporter_run[1], "transporter",
                           kpt_encoder_type="gnn", devices="/cpu:0,/cpu:1", num_iters=240,
                           eval_every=1000)
