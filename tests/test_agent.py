@@ -41,8 +41,10 @@ def test_gnn_message_passing_is_permutation_equivariant(is_training):
     permutation = [3, 0, 4, 2, 1]
     permuted = gnn.node_outputs(tf.gather(node_features, permutation, axis=1),
                                 tf.gather(centres, permutation, axis=1), is_training)
+    # Permuting changes the order in which messages are summed: float32 rounding of
+    # ~2e-5 on outputs of order 1 was seen; a non-equivariant layer differs by ~0.1.
     np.testing.assert_allclose(permuted, tf.gather(outputs, permutation, axis=1),
-                               rtol=1e-5, atol=1e-5)
+                               rtol=1e-4, atol=1e-4)
     # Not trivially equivariant: node 0's output depends on the other keypoints.
     moved = tf.tensor_scatter_nd_update(centres, [[0, 4]], [[0.9, -0.9]])
     changed = gnn.node_outputs(node_features, moved, is_training)

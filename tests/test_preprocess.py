@@ -17,7 +17,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def small_data(tmp_path_factory):
     """A tiny MsPacman dataset: 1200 train frames, 250 valid, 250 test."""
     data_dir = str(tmp_path_factory.mktemp("data"))
-    pp.generate_dataset("mspacman", data_dir, num_frames=1200, num_eval_frames=250, seed=3, data_seed=3)
+    pp.generate_dataset("mspacman", data_dir, num_frames=1200, num_eval_frames=250, seed=3)
     return data_dir
 
 
@@ -172,7 +172,7 @@ def test_splits_share_no_episode(small_data):
 def test_rerun_reuses_existing_files(small_data):
     path = pp.split_path(small_data, "mspacman", "train")
     mtime = os.path.getmtime(path)
-    pp.generate_dataset("mspacman", small_data, num_frames=1200, num_eval_frames=250, seed=3, data_seed=3)
+    pp.generate_dataset("mspacman", small_data, num_frames=1200, num_eval_frames=250, seed=3)
     assert os.path.getmtime(path) == mtime
 
 
