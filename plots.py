@@ -455,18 +455,23 @@ def agent_curves(agent_runs):
     fig, axes = panels(len(games), width=4.2, height=3.2)
     for ax, ((noise_type, env), group) in zip(axes, games.items()):
         for run in group:
-            evaluations = run.read("evaluations.json", [])
-            steps = np.array([e["step"] for e in evaluations])
-            mean, std = (np.array([e[key] for e in evaluations]) for key in ("mean", "std"))
-            kind = agent_kind(run)
-            ax.plot(steps, mean, "-o", markersize=3, color=agent_colour(kind), label=f"{kind} #{run.id}")
-            ax.fill_between(steps, mean - std, mean + std, color=agent_colour(kind), alpha=0.15)
+            plot_evaluations(ax, run)
         ax.set_title(f"{env}, noise {noise_type}", fontsize=9)
         ax.set_xlabel("environment steps", fontsize=8)
         ax.set_ylabel("greedy evaluation return", fontsize=8)
         ax.legend(fontsize=6)
     fig.tight_layout()
     return [fig]
+
+
+def plot_evaluations(ax, run):
+    """An agent run's evaluation means against steps, with a band of +- their std."""
+    evaluations = run.read("evaluations.json", [])
+    steps = np.array([e["step"] for e in evaluations])
+    mean, std = (np.array([e[key] for e in evaluations]) for key in ("mean", "std"))
+    kind = agent_kind(run)
+    ax.plot(steps, mean, "-o", markersize=3, color=agent_colour(kind), label=f"{kind} #{run.id}")
+    ax.fill_between(steps, mean - std, mean + std, color=agent_colour(kind), alpha=0.15)
 
 
 # ----------------------------------------------------------------------------
@@ -498,30 +503,39 @@ def protocol_score(returns):
 
 
 def score_tables(evaluation_runs):
-    """Table 1 (Table 2 for distractors, ...) per noise type: rows agent kinds, columns
-    games, cells "median +- std" (protocol_score) of the latest `agent_train.py evaluate`
-    output of each kind and game, "-" where there is none. Notes say what each cell pooled."""
+    """Table 1 per noise type (Table 2 of the paper: "both"), from `agent_train.py
+    evaluate` outputs; see score_table."""
     if not evaluation_runs:
         return nothing("no RL evaluations — make one with `python agent_train.py evaluate with "
                        'mspacman kp_type="permakey" load_ckpts=A,B,C eval_seeds=1,2,3,4,5`')
-    tables = []
-    for noise_type in sorted({run.labels["noise_type"] for run in evaluation_runs}):
-        latest = latest_per_group([run for run in evaluation_runs
-                                   if run.labels["noise_type"] == noise_type], AGENT_LEVELS)
-        found_games = {run.labels["env"] for run in latest}
-        games = [g for g in TABLE1_GAMES if g in found_games] + sorted(found_games - set(TABLE1_GAMES))
-        kinds = list(AGENT_KINDS.values()) + sorted({agent_kind(run) for run in latest}
-                                                    - set(AGENT_KINDS.values()))
-        cells, notes = {}, []
-        for run in latest:
-            returns = np.asarray(run.read("evaluation.json")["returns"], float)  # [S, P, E]
-            cells[agent_kind(run), run.labels["env"]] = "{:.1f} ± {:.1f}".format(*protocol_score(returns))
-            notes.append(f"{agent_kind(run)} {run.labels['env']}: {returns.shape[0]} seeds x "
-                         f"{returns.shape[1]} policies x {returns.shape[2]} episodes ({run.path})")
-        rows = [[kind] + [cells.get((kind, game), "-") for game in games] for kind in kinds]
-        tables.append(Table(f"scores, noise {noise_type}: median over evaluation seeds ± that "
-                            f"seed's pooled std (SPEC 4)", ["agent"] + games, rows, notes))
-    return tables
+    noise_types = sorted({run.labels["noise_type"] for run in evaluation_runs})
+    return [score_table(noise_type, [run for run in evaluation_runs
+                                     if run.labels["noise_type"] == noise_type])
+            for noise_type in noise_types]
+
+
+def in_table_order(found, canonical):
+    """`found` names in the paper's `canonical` order, others after them, sorted."""
+    return [name for name in canonical if name in found] + sorted(set(found) - set(canonical))
+
+
+def score_table(noise_type, evaluation_runs):
+    """Rows the four agent kinds (and any other found), columns the games evaluated,
+    cells "median ± std" (protocol_score) of the latest evaluate output of each kind
+    and game, "-" where there is none. Its notes say what each cell pooled."""
+    latest = latest_per_group(evaluation_runs, AGENT_LEVELS)
+    games = in_table_order({run.labels["env"] for run in latest}, TABLE1_GAMES)
+    kinds = in_table_order({agent_kind(run) for run in latest} | set(AGENT_KINDS.values()),
+                           AGENT_KINDS.values())
+    cells, notes = {}, []
+    for run in latest:
+        returns = np.asarray(run.read("evaluation.json")["returns"], float)  # [S, P, E]
+        cells[agent_kind(run), run.labels["env"]] = "{:.1f} ± {:.1f}".format(*protocol_score(returns))
+        notes.append(f"{agent_kind(run)} {run.labels['env']}: {returns.shape[0]} seeds x "
+                     f"{returns.shape[1]} policies x {returns.shape[2]} episodes ({run.path})")
+    rows = [[kind] + [cells.get((kind, game), "-") for game in games] for kind in kinds]
+    return Table(f"scores, noise {noise_type}: median over evaluation seeds ± that seed's "
+                 f"pooled std (SPEC 4)", ["agent"] + games, rows, notes)
 
 
 def metric_cell(metrics, key):
