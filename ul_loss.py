@@ -48,15 +48,17 @@ def pnet_loss(heatmaps, error_maps):
     return mean_squared_error(summed, error_maps)                   # broadcast over L
 
 
-def permakey_losses(model, images, is_training):
+def permakey_losses(model, images, is_training, precision="float32"):
     """PermaKey losses on images [B, S, S, 3] in [0, 1].
+
+    `precision` "bf16" computes the model in bfloat16; the losses are float32 either way.
 
     "total" = vae + lsp + pnet. The model stops gradients between its parts (encoder
     activations -> LSP, error maps -> PointNet), so the gradient of "total" w.r.t. each
     parameter group (model.vae_variables, lsp_variables, pnet_variables) is the
     gradient of that group's own loss: one Adam over all variables is three Adams.
     """
-    outputs = model(images, is_training)
+    outputs = model(images, is_training, precision)
     recon = gaussian_reconstruction_loss(images, outputs["recon"])
     kl = kl_to_standard_normal(outputs["z_mean"], outputs["z_scale"])
     losses = {
@@ -70,11 +72,12 @@ def permakey_losses(model, images, is_training):
     return losses, outputs
 
 
-def transporter_losses(model, frame_a, frame_b, is_training):
+def transporter_losses(model, frame_a, frame_b, is_training, precision="float32"):
     """Transporter loss: mean squared error of the transported reconstruction to frame b.
 
     The authors also put an L2 kernel regulariser on the convs; it is not included here.
+    `precision` "bf16" computes the model in bfloat16; the loss is float32 either way.
     """
-    outputs = model(frame_a, frame_b, is_training)
+    outputs = model(frame_a, frame_b, is_training, precision)
     recon = mean_squared_error(outputs["recon"], frame_b)
     return {"recon": recon, "total": recon}, outputs
