@@ -20,6 +20,7 @@ import preprocess
 import kpt_metrics
 import runs
 import ul_loss
+import vision_modules
 from runs import ConfigError, one_line_errors
 
 ex = Experiment("permakey", save_git_info=False)
@@ -39,6 +40,7 @@ def config():
     gauss_std = 0.12
     latent_dim_size = 32
     decoder_type = "conv"  # conv | deconv
+    precision = "float32"  # float32 | bf16: the steps compute in bfloat16 (variables, losses float32)
     batch_size = 32
     epochs = 100
     steps_per_epoch = None  # None: one pass over the training frames
@@ -99,22 +101,24 @@ def datasets(env, data_dir, num_frames, num_eval_frames, batch_size, noise_type,
                                    num_eval_frames, seed=seed, data_seed=data_seed)
 
 
-def loss_steps(model, optimizer):
-    """Compiled train and eval steps: images [B, 84, 84, 3] -> dict of scalar losses."""
-    return runs.compiled_steps(model, optimizer,
-                               lambda images, training: ul_loss.permakey_losses(model, images, training))
+def loss_steps(model, optimizer, precision="float32"):
+    """Compiled train and eval steps: images [B, 84, 84, 3] -> dict of scalar losses,
+    computed in `precision` (float32 | bf16)."""
+    vision_modules.compute_dtype(precision)  # a one-line ConfigError before tracing
+    return runs.compiled_steps(model, optimizer, lambda images, training: ul_loss.permakey_losses(
+        model, images, training, precision))
 
 
 @ex.main
 @one_line_errors
 def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir, seed,
-          learning_rate, decay_steps, decay_rate):
+          learning_rate, decay_steps, decay_rate, precision):
     """Train PermaKey, keep the best checkpoint by validation LSP + PointNet loss, test it."""
     spec = model_spec()
     tf.random.set_seed(seed)
     model = runs.build_keypoint_model(spec)
     optimizer = runs.inverse_time_adam(learning_rate, decay_steps, decay_rate)
-    return runs.train_and_test(_run, spec, model, optimizer, datasets(), loss_steps(model, optimizer),
+    return runs.train_and_test(_run, spec, model, optimizer, datasets(), loss_steps(model, optimizer, precision),
                                ("lsp", "pnet"), write_examples, resume_dir, epochs=epochs,
                                max_patience=max_patience, steps_per_epoch=steps_per_epoch,
                                valid_batches=valid_batches)

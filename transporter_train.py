@@ -19,6 +19,7 @@ import preprocess
 import kpt_metrics
 import runs
 import ul_loss
+import vision_modules
 from runs import one_line_errors
 
 ex = Experiment("transporter", save_git_info=False)
@@ -34,6 +35,7 @@ def config():
     num_eval_frames = None  # None: num_frames // 10
     num_pairs = 100_000  # training pairs per epoch (valid/test use a tenth)
     gauss_std = 0.1
+    precision = "float32"  # float32 | bf16: the steps compute in bfloat16 (variables, losses float32)
     batch_size = 64
     epochs = 100
     steps_per_epoch = None  # None: num_pairs // batch_size
@@ -72,22 +74,24 @@ def datasets(env, data_dir, num_frames, num_eval_frames, num_pairs, batch_size, 
                                    num_eval_frames, num_pairs, seed=seed, data_seed=data_seed)
 
 
-def loss_steps(model, optimizer):
-    """Compiled train and eval steps: (frame_a, frame_b) [B, 84, 84, 3] each -> scalar losses."""
-    return runs.compiled_steps(model, optimizer,
-                               lambda pair, training: ul_loss.transporter_losses(model, *pair, training))
+def loss_steps(model, optimizer, precision="float32"):
+    """Compiled train and eval steps: (frame_a, frame_b) [B, 84, 84, 3] each -> scalar losses,
+    computed in `precision` (float32 | bf16)."""
+    vision_modules.compute_dtype(precision)  # a one-line ConfigError before tracing
+    return runs.compiled_steps(model, optimizer, lambda pair, training: ul_loss.transporter_losses(
+        model, *pair, training, precision))
 
 
 @ex.main
 @one_line_errors
 def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir, seed,
-          learning_rate, decay_steps, decay_rate):
+          learning_rate, decay_steps, decay_rate, precision):
     """Train Transporter, keep the best checkpoint by validation reconstruction loss, test it."""
     spec = model_spec()
     tf.random.set_seed(seed)
     model = runs.build_keypoint_model(spec)
     optimizer = runs.inverse_time_adam(learning_rate, decay_steps, decay_rate)
-    return runs.train_and_test(_run, spec, model, optimizer, datasets(), loss_steps(model, optimizer),
+    return runs.train_and_test(_run, spec, model, optimizer, datasets(), loss_steps(model, optimizer, precision),
                                ("recon",), write_examples, resume_dir, epochs=epochs,
                                max_patience=max_patience, steps_per_epoch=steps_per_epoch,
                                valid_batches=valid_batches)

@@ -199,3 +199,20 @@ def test_transporter_bf16_loss_and_gradients_are_close_to_float32():
     model(frame_a, frame_b, is_training=True)
     _assert_bf16_close(lambda p: ul_loss.transporter_losses(model, frame_a, frame_b, True, p)[0],
                        [model.trainable_variables])
+
+
+def test_training_scripts_compile_bf16_steps_with_float32_losses():
+    import pkey_train
+    import runs
+    import transporter_train
+    images = _images(4, 16)
+    permakey = vision_modules.PermaKey(3, image_size=16)
+    transporter = vision_modules.Transporter(num_keypoints=2, image_size=16)
+    for script, model, batch in ((pkey_train, permakey, images),
+                                 (transporter_train, transporter, (images, images[::-1]))):
+        train_step, eval_step = script.loss_steps(model, tf.keras.optimizers.Adam(1e-3), "bf16")
+        for losses in (train_step(batch), eval_step(batch)):
+            assert all(v.dtype == tf.float32 and np.isfinite(v) for v in losses.values())
+        assert all(v.dtype in (tf.float32, tf.int64) for v in model.variables)
+        with pytest.raises(runs.ConfigError, match="precision='fp16'"):
+            script.loss_steps(model, None, "fp16")
