@@ -312,6 +312,21 @@ def test_bf16_lsp_is_close_to_the_float32_patch_reference(patch_size, channels, 
     np.testing.assert_allclose(prediction, ref_prediction, rtol=0.1, atol=0.1)
 
 
+def test_neighbour_matmul_gradients_equal_the_plain_ops():
+    cells = tf.random.stateless_normal([2, 4, 5, 3], seed=[2, 2])
+    weight = tf.random.stateless_normal([24, 6], seed=[3, 3])
+    upstream = tf.random.stateless_normal([40, 6], seed=[4, 4])
+    results = []
+    for matmul in (vision_modules._neighbour_matmul,
+                   lambda c, w: tf.matmul(tf.reshape(vision_modules.neighbour_cells(c), [-1, 24]), w)):
+        with tf.GradientTape() as tape:
+            tape.watch([cells, weight])
+            outputs = matmul(cells, weight)
+        results.append([outputs, *tape.gradient(outputs, [cells, weight], upstream)])
+    for ours, plain in zip(*results):
+        np.testing.assert_allclose(ours, plain, rtol=1e-5, atol=1e-5)
+
+
 def test_lsp_kernel_centre_tap_is_never_used():
     lsp = vision_modules.LocalSpatialPredictor(2, 3)
     activation = tf.random.stateless_normal([2, 8, 8, 3], seed=[1, 1])
