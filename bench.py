@@ -341,6 +341,7 @@ def acting_row(precision, num_steps, warmup):
         results = {"gflop_per_frame": forward_flops(
             lambda x: kp_model.keypoints_and_features(x, False),
             tf.TensorSpec([1, 84, 84, 3], tf.float32)) / 1e9}
+        results.update(keypoint_forward_rates(kp_model, num_steps, warmup))
         for num_envs in (1, 8):
             envs = agent_train.make_envs("mspacman", "train", list(range(num_envs)), "none",
                                          1000, False)
@@ -364,6 +365,23 @@ def acting_row(precision, num_steps, warmup):
         return results
     except (ImportError, AttributeError, TypeError) as error:
         return {"unavailable": f"agent_train.py acting API: {type(error).__name__}: {error}"}
+
+
+def keypoint_forward_rates(kp_model, num_steps, warmup, batch_size=8):
+    """Frames per second of the frozen PermaKey's forward pass alone (what acting runs
+    per env step), batch 8, in float32 and in bf16 if the model offers it."""
+    import tensorflow as tf
+    images = tf.random.stateless_uniform([batch_size, 84, 84, 3], seed=[0, 0])
+    rates = {}
+    for precision in PRECISIONS:
+        kwargs = {} if precision == "float32" else {"precision": precision}
+        forward = tf.function(lambda x: kp_model.keypoints_and_features(x, False, **kwargs)[0])
+        try:
+            timing = time_steps(forward, iter(lambda: images, None), num_steps, warmup)
+        except TypeError:                        # a model without the precision option
+            continue
+        rates[f"keypoint_frames_per_s_{precision}"] = batch_size / timing["s_per_step"]
+    return rates
 
 
 STEP_ROWS = {"permakey": permakey_row, "transporter": transporter_row,
@@ -459,6 +477,9 @@ def format_table(results):
             rates = "; ".join(
                 f"{n} env: {r[f'env_steps_per_s_{n}']:.1f} steps/s "
                 f"({100 * r[f'model_fraction_{n}']:.0f}% in the model)" for n in (1, 8))
+            rates += "; keypoint model alone, batch 8: " + ", ".join(
+                f"{r[k]:.0f} frames/s {k.rsplit('_', 1)[1]}" for k in r
+                if k.startswith("keypoint_frames_per_s_"))
             lines.append(f"| acting | {r['precision']} | {rates} | | | "
                          f"{r['gflop_per_frame']:.1f} per frame (forward) | | "
                          f"{r['roofline_gflops']:.0f} | | | {r['peak_rss_mb']:.0f} | |")

@@ -62,9 +62,11 @@ def test_format_table_shows_every_row():
                     executed_cpu_fraction=0.6, peak_rss_mb=2000.0, input_batches_per_s=900.0)
     acting = dict(row="acting", precision="float32", env_steps_per_s_1=8.0, model_fraction_1=0.9,
                   env_steps_per_s_8=10.0, model_fraction_8=0.95, gflop_per_frame=12.2,
+                  keypoint_frames_per_s_float32=18.0, keypoint_frames_per_s_bf16=33.0,
                   roofline_gflops=200.0, peak_rss_mb=1000.0)
     missing = dict(row="rl_update", precision="bf16", unavailable="no bf16 option")
     lines = bench.format_table([step_row, acting, missing]).splitlines()
     assert len(lines) == 5 and all(line.count("|") == len(bench.COLUMNS) + 1 for line in lines)
     assert "| permakey (batch 32) | bf16 | 2.000 |" in lines[2]
+    assert "18 frames/s float32, 33 frames/s bf16" in lines[3]
     assert "no bf16 option" in lines[4]
