@@ -288,18 +288,26 @@ def encoder_features(kp_model, frames):
     return kp_model.encoder(images, is_training=False)[-1]
 
 
-def make_prepare(kp_model, kpt_encoder_type):
+def make_prepare(kp_model, kpt_encoder_type, cached_keypoints=True):
     """Replay windows -> the loss batch of rl_loss, run on each replica's shard.
 
     The inputs are rebuilt from the stored frames and centres: the same inputs the
-    agent acted on (a test checks this), without re-running the keypoint model.
+    agent acted on (a test checks this), without re-running the keypoint model. With
+    `cached_keypoints=False` the stored centres are ignored and the whole frozen model
+    runs again on the frames (same inputs, far slower with PermaKey: `make bench`
+    compares the two).
     """
     to_inputs = AGENT_INPUTS[kpt_encoder_type]
 
     def prepare(windows):
         batch_size, length = windows["frames"].shape[:2]                 # [b, T, 84, 84, 3]
-        features = encoder_features(kp_model, agent.merge_batch_time(windows["frames"]))
-        inputs = to_inputs(features, agent.merge_batch_time(windows["centres"]))  # [b*T, ...]
+        frames = agent.merge_batch_time(windows["frames"])               # [b*T, 84, 84, 3]
+        if cached_keypoints:
+            centres = agent.merge_batch_time(windows["centres"])         # [b*T, K, 2]
+            features = encoder_features(kp_model, frames)
+        else:
+            centres, features = observe(kp_model, frames)
+        inputs = to_inputs(features, centres)                            # [b*T, ...]
         inputs = tf.nest.map_structure(
             lambda x: tf.reshape(x, [batch_size, length] + x.shape[1:].as_list()), inputs)
         return dict(inputs=inputs, **{key: windows[key]

@@ -6,9 +6,11 @@
 
 Rows: the PermaKey train step (batch 32), the Transporter train step (batch 64), each in
 float32 and bf16 (`precision` of the training scripts), the RL learner update
-(rl_loss.make_update_fn, CNN keypoint encoder, batch 16 windows of 12 steps of synthetic
-42 x 42 x 64 inputs), and acting (agent_train.py's batched forward pass of a frozen
-PermaKey and the Q-network, plus ALE emulation, with 1 and 8 environments).
+(agent_train's update: batch 16 windows of 12 uint8 frames, frozen PermaKey, CNN
+keypoint encoder) with the keypoint cache (the replay keeps each frame's centres, the
+update rebuilds only the encoder features) and without it (rl_update_uncached: the
+update re-runs the whole PermaKey), and acting (agent_train.py's batched forward pass
+of a frozen PermaKey and the Q-network, plus ALE emulation, with 1 and 8 environments).
 
 Each row runs in its own subprocess, so its peak memory is its own. Columns:
   s/step       median wall-clock seconds per step over the timed steps, after warm-up;
@@ -18,7 +20,8 @@ Each row runs in its own subprocess, so its peak memory is its own. Columns:
   frames/s     frames through the model per second (PermaKey: the batch; Transporter:
                two per pair; RL update: batch x window length);
   GFLOP/step   conv and matmul FLOPs counted from the layer shapes of the traced forward
-               pass, x3 for forward + backward (the RL target network x1); in brackets
+               pass, x3 for forward + backward (the RL target network and the frozen
+               keypoint model x1); in brackets
                the FLOPs the compiled step really executes, counted on its traced train
                step after pruning (no input gradient for a stop-gradient input, ...);
   matmul       GFLOP/s of a compiled 4096 x 4096 matmul in the row's precision (the
@@ -35,6 +38,7 @@ Each row runs in its own subprocess, so its peak memory is its own. Columns:
 The code is device-agnostic: on a GPU the same figures are measured there.
 """
 import argparse
+import functools
 import json
 import math
 import os
@@ -46,10 +50,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-ROWS = ("permakey", "transporter", "rl_update", "acting")
+ROWS = ("permakey", "transporter", "rl_update", "rl_update_uncached", "acting")
+FLOAT32_ONLY = ("rl_update", "rl_update_uncached", "acting")
 PRECISIONS = ("float32", "bf16")
 DTYPES = {"float32": "float32", "bf16": "bfloat16"}  # precision -> tf dtype name
-BATCH = {"permakey": 32, "transporter": 64, "rl_update": 16}
+BATCH = {"permakey": 32, "transporter": 64, "rl_update": 16, "rl_update_uncached": 16}
 RESULT_TAG = "BENCH_RESULT "
 
 
@@ -291,39 +296,45 @@ def transporter_row(precision, batch_size=BATCH["transporter"]):
     return train_step, iter(dataset), figures
 
 
-def rl_update_row(precision, batch_size=BATCH["rl_update"], channels=64, num_actions=9):
-    """The learner update on synthetic keypoint-masked features (PermaKey's 42x42x64)."""
+def rl_update_row(precision, cached_keypoints=True, batch_size=BATCH["rl_update"],
+                  num_keypoints=7, num_actions=9):
+    """agent_train's learner update (prepare + rl_loss's update, CNN encoder) on replay
+    windows of uint8 frames and their stored centres, with a fresh frozen PermaKey:
+    with the keypoint cache the update rebuilds only the encoder features of the
+    batch x window frames; without it, it re-runs the whole PermaKey on them."""
     import numpy as np
     import tensorflow as tf
-    import agent
+    import agent_train
     import rl_loss
+    import vision_modules
     if precision != "float32":
         raise NotImplementedError("the RL update has no bf16 option")
+    kp_model = vision_modules.PermaKey(num_keypoints)
+    kp_model(tf.zeros([1, 84, 84, 3]), is_training=False)
     config = rl_loss.LearnerConfig()
-    length = config.sequence_length
+    shape = [batch_size, config.sequence_length]
     rng = np.random.default_rng(0)
-    centres = rng.uniform(-1, 1, [batch_size * length, 7, 2]).astype(np.float32)
-    features = rng.uniform(0, 1, [batch_size * length, 42, 42, channels]).astype(np.float32)
-    inputs = rl_loss.cnn_inputs(tf.constant(features), tf.constant(centres))
-    batch = {
-        "inputs": tf.reshape(inputs, [batch_size, length, 42, 42, channels]),
-        "actions": tf.constant(rng.integers(0, num_actions, [batch_size, length]), tf.int32),
-        "rewards": tf.constant(rng.choice([0.0, 1.0], [batch_size, length]), tf.float32),
-        "dones": tf.zeros([batch_size, length]), "mask": tf.ones([batch_size, length])}
-    networks = [agent.RecurrentQNetwork(agent.CNNKeypointEncoder(), num_actions)
-                for _ in range(2)]
-    for network in networks:
-        agent.create_variables(network, batch["inputs"][:1, :1])
-    online, target = networks
-    rl_loss.soft_update(target.trainable_variables, online.trainable_variables, 1.0)
+    windows = {name: tf.constant(value) for name, value in {
+        "frames": rng.integers(0, 256, shape + [84, 84, 3], dtype=np.uint8),
+        "centres": rng.uniform(-1, 1, shape + [num_keypoints, 2]).astype(np.float32),
+        "actions": rng.integers(0, num_actions, shape).astype(np.int32),
+        "rewards": rng.choice([0.0, 1.0], shape).astype(np.float32),
+        "dones": np.zeros(shape, np.float32), "mask": np.ones(shape, np.float32)}.items()}
+    online, target, _, _ = agent_train.build_q_networks(tf.distribute.get_strategy(), kp_model,
+                                                         "cnn", 1, num_actions)
+    prepare = agent_train.make_prepare(kp_model, "cnn", cached_keypoints)
     update = tf.function(rl_loss.make_update_fn(online, target, rl_loss.make_optimizer(),
-                                                config))
+                                                config, prepare=prepare))
+    window_specs = {name: tf.TensorSpec(value.shape, value.dtype)
+                    for name, value in windows.items()}
+    inputs = prepare(windows)["inputs"]                              # [B, T, 42, 42, C]
     unroll = forward_flops(lambda x: online.unroll(x, is_training=True),
-                           tf.TensorSpec(batch["inputs"].shape, tf.float32))
-    figures = {"gflop_per_step": (3 * unroll + unroll) / 1e9,   # online fwd + bwd, target fwd
-               "executed_gflop_per_step": step_flops(update, batch) / 1e9,
-               "frames_per_step": batch_size * length, "input_batches_per_s": None}
-    return update, iter(lambda: batch, None), figures
+                           tf.TensorSpec(inputs.shape, inputs.dtype))
+    figures = {   # prepare (forward), online network (forward + backward), target (forward)
+        "gflop_per_step": (forward_flops(prepare, window_specs) + 3 * unroll + unroll) / 1e9,
+        "executed_gflop_per_step": step_flops(update, window_specs) / 1e9,
+        "frames_per_step": batch_size * config.sequence_length, "input_batches_per_s": None}
+    return update, iter(lambda: windows, None), figures
 
 
 def acting_row(precision, num_steps, warmup):
@@ -385,7 +396,8 @@ def keypoint_forward_rates(kp_model, num_steps, warmup, batch_size=8):
 
 
 STEP_ROWS = {"permakey": permakey_row, "transporter": transporter_row,
-             "rl_update": rl_update_row}
+             "rl_update": rl_update_row,
+             "rl_update_uncached": functools.partial(rl_update_row, cached_keypoints=False)}
 
 
 def run_row(row, precision, steps, warmup):
@@ -520,7 +532,7 @@ def main(argv=None):
     results = []
     for row in rows:
         for precision in precisions:
-            if row in ("rl_update", "acting") and precision != "float32":
+            if row in FLOAT32_ONLY and precision != "float32":
                 continue
             results.append(run_subprocess(row, precision, args.steps, args.warmup))
             r = results[-1]

@@ -6,6 +6,7 @@ PermaKey's local spatial prediction costs ~11 GFLOPs per frame (~0.13 s on this 
 so the PermaKey smoke run acts in one environment for 300 steps; the two-replica run
 uses the ~40x cheaper Transporter.
 """
+import itertools
 import json
 import os
 import shutil
@@ -62,9 +63,10 @@ def test_replayed_inputs_equal_the_inputs_acted_on(kp_type, tiny_pkey_run, tiny_
     windows = buffer.sample(8)
     real = windows["mask"] == 1
     steps = windows["actions"][real]
-    for encoder, to_inputs in agent_train.AGENT_INPUTS.items():
+    for (encoder, to_inputs), cached in itertools.product(agent_train.AGENT_INPUTS.items(),
+                                                          [True, False]):
         acted_on = to_inputs(features, centres)
-        prepare = agent_train.make_prepare(kp_model, encoder)
+        prepare = agent_train.make_prepare(kp_model, encoder, cached_keypoints=cached)
         replayed = prepare(tf.nest.map_structure(tf.constant, windows))["inputs"]
         for kept, rebuilt in zip(tf.nest.flatten(acted_on), tf.nest.flatten(replayed)):
             np.testing.assert_allclose(rebuilt.numpy()[real], kept.numpy()[steps],

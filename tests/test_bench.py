@@ -70,3 +70,18 @@ def test_format_table_shows_every_row():
     assert "| permakey (batch 32) | bf16 | 2.000 |" in lines[2]
     assert "18 frames/s float32, 33 frames/s bf16" in lines[3]
     assert "no bf16 option" in lines[4]
+
+
+def test_rl_update_without_keypoint_cache_reruns_permakey_on_every_frame():
+    # The cache keeps each frame's centres: the update then runs only the encoder up to
+    # the last LSP layer; without it, the whole keypoint model (~11 GFLOP a frame) again.
+    rows = {cached: bench.rl_update_row("float32", cached, batch_size=1)[2]
+            for cached in (True, False)}
+    model = vision_modules.PermaKey(7)
+    model(tf.zeros([1, 84, 84, 3]), is_training=False)
+    frame = tf.TensorSpec([1, 84, 84, 3])
+    keypoint_model = bench.forward_flops(lambda x: model.keypoints_and_features(x), frame)
+    encoder = bench.forward_flops(lambda x: model.encoder(x, False)[2], frame)
+    extra = rows[False]["executed_gflop_per_step"] - rows[True]["executed_gflop_per_step"]
+    assert rows[True]["frames_per_step"] == 12 and keypoint_model > 10e9
+    np.testing.assert_allclose(extra * 1e9, 12 * (keypoint_model - encoder), rtol=0.02)
