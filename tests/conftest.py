@@ -19,6 +19,18 @@ tf.config.set_logical_device_configuration(
 
 import pytest  # noqa: E402
 
+@pytest.fixture
+def one_line_error(capsys):
+    """`one_line_error(experiment, command, config)` runs a Sacred command that must stop
+    on bad input with exit code 2, and returns the one line it printed last to stderr."""
+    def run(experiment, command, config):
+        with pytest.raises(SystemExit) as exit_info:
+            experiment.run(command, config_updates=config)
+        assert exit_info.value.code == 2
+        return capsys.readouterr().err.strip().splitlines()[-1]
+    return run
+
+
 # A tiny keypoint-training config: a few hundred generated MsPacman frames, 3 steps.
 TINY_KEYPOINT_CONFIG = {"num_frames": 400, "num_eval_frames": 150, "batch_size": 4, "epochs": 1,
                         "steps_per_epoch": 3, "valid_batches": 2, "num_keypoints": 3,

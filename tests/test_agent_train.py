@@ -31,13 +31,6 @@ def agent_config(tmp_root, keypoint_run, kp_type="permakey", **updates):
                 exp_root=str(tmp_root), **updates)
 
 
-def one_line_error(capsys, command, config):
-    with pytest.raises(SystemExit) as exit_info:
-        agent_train.ex.run(command, config_updates=config)
-    assert exit_info.value.code == 2
-    return capsys.readouterr().err.strip().splitlines()[-1]
-
-
 # --------------------------------------------------------------------------------------
 # The inputs rebuilt from a replayed frame and its kept centres are those acted on.
 
@@ -190,9 +183,10 @@ def test_two_replica_run_trains(tmp_path, tiny_transporter_run, monkeypatch):
     ({"devices": "/cpu:0,/cpu:1", "batch_size": 3}, "batch_size=3 is not divisible by the 2"),
     ({"num_envs": 0}, "num_envs=0: expected an integer >= 1"),
 ])
-def test_bad_training_input_is_one_line(tmp_path, tiny_pkey_run, capsys, update, message):
+def test_bad_training_input_is_one_line(tmp_path, tiny_pkey_run, one_line_error, update,
+                                        message):
     config = dict(agent_config(tmp_path, tiny_pkey_run[1]), **update)
-    line = one_line_error(capsys, "train", config)
+    line = one_line_error(agent_train.ex, "train", config)
     assert line.startswith("error: ") and message in line, line
     assert not any(files for _, _, files in os.walk(tmp_path / "none" / "permakey" / "cnn")
                    if "model.json" in files)
@@ -208,7 +202,7 @@ def test_unknown_named_config_is_one_line(capsys):
                     "replay_capacity=<episodes>)")
 
 
-def test_bad_evaluate_input_is_one_line(agent_run, tmp_path, capsys):
+def test_bad_evaluate_input_is_one_line(agent_run, tmp_path, one_line_error):
     config, run_dir = agent_run
     keypoint_run = config["vis_ckpt_fname"]
     no_checkpoint = tmp_path / "no_ckpt"
@@ -228,7 +222,8 @@ def test_bad_evaluate_input_is_one_line(agent_run, tmp_path, capsys):
     ]
     written = evaluation_files(config["exp_root"])
     for update, message in cases:
-        line = one_line_error(capsys, "evaluate", dict(config, **{"load_ckpts": None, **update}))
+        line = one_line_error(agent_train.ex, "evaluate",
+                              dict(config, **{"load_ckpts": None, **update}))
         assert line.startswith("error: ") and message in line, (update, line)
     assert evaluation_files(config["exp_root"]) == written
 

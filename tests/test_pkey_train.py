@@ -103,25 +103,19 @@ def test_evaluate_writes_arrays_and_figures(tiny_run):
         assert evaluated[name] == pytest.approx(reported[name], rel=1e-4), name
 
 
-def one_line_error(capsys, command, config):
-    with pytest.raises(SystemExit) as exit_info:
-        pkey_train.ex.run(command, config_updates=config)
-    assert exit_info.value.code == 2
-    return capsys.readouterr().err.strip().splitlines()[-1]
-
-
-def test_evaluate_refuses_a_checkpoint_of_another_config(tiny_run, capsys):
+def test_evaluate_refuses_a_checkpoint_of_another_config(tiny_run, one_line_error):
     config, run_dir = tiny_run
-    line = one_line_error(capsys, "evaluate", dict(config, run_dir=run_dir, num_keypoints=5))
+    line = one_line_error(pkey_train.ex, "evaluate",
+                          dict(config, run_dir=run_dir, num_keypoints=5))
     assert line == f"error: run {run_dir} was trained with num_keypoints=3, requested num_keypoints=5"
 
 
-def test_evaluate_refuses_a_folder_without_checkpoints(tiny_run, tmp_path, capsys):
+def test_evaluate_refuses_a_folder_without_checkpoints(tiny_run, tmp_path, one_line_error):
     config, run_dir = tiny_run
     empty = tmp_path / "run"
     empty.mkdir()
     (empty / "model.json").write_text(open(os.path.join(run_dir, "model.json")).read())
-    line = one_line_error(capsys, "evaluate", dict(config, run_dir=str(empty)))
+    line = one_line_error(pkey_train.ex, "evaluate", dict(config, run_dir=str(empty)))
     assert line.startswith(f"error: run folder {empty} has no 'best' checkpoint")
 
 
@@ -133,9 +127,9 @@ def test_evaluate_refuses_a_folder_without_checkpoints(tiny_run, tmp_path, capsy
     ({"env": "pong"}, "unknown env 'pong'"),
     ({"noise_type": "snow"}, "unknown noise_type 'snow'"),
 ])
-def test_bad_config_is_one_line(tiny_run, capsys, update, message):
+def test_bad_config_is_one_line(tiny_run, one_line_error, update, message):
     config, _ = tiny_run
-    line = one_line_error(capsys, "train", dict(config, **update))
+    line = one_line_error(pkey_train.ex, "train", dict(config, **update))
     assert line.startswith("error: ") and message in line
 
 

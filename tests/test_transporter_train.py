@@ -98,13 +98,6 @@ def test_compare_kpts_ablation_runs_permakey_alone(tiny_pkey_run, tiny_transport
     assert "tp_centres" not in arrays and arrays["pkey_centres"].shape == (4, 3, 2)
 
 
-def one_line_error(capsys, script, command, config):
-    with pytest.raises(SystemExit) as exit_info:
-        script.ex.run(command, config_updates=config)
-    assert exit_info.value.code == 2
-    return capsys.readouterr().err.strip().splitlines()[-1]
-
-
 @pytest.mark.parametrize("update, message", [
     ({"tp_fname": "/nonexistent/run"}, "run folder /nonexistent/run does not exist"),
     ({"tp_epoch": 9}, "has no 9 checkpoint"),
@@ -112,20 +105,22 @@ def one_line_error(capsys, script, command, config):
     ({"noise_type": "both"}, "requested noise_type='both'"),
     ({"env": "seaquest"}, "requested env='seaquest'"),
 ])
-def test_compare_kpts_bad_runs_are_one_line(tiny_pkey_run, tiny_transporter_run, tmp_path, capsys,
-                                            update, message):
+def test_compare_kpts_bad_runs_are_one_line(tiny_pkey_run, tiny_transporter_run, tmp_path,
+                                            one_line_error, update, message):
     config = compare_config(tmp_path, tiny_pkey_run, tiny_transporter_run, **update)
-    line = one_line_error(capsys, pkey_train, "compare_kpts", config)
+    line = one_line_error(pkey_train.ex, "compare_kpts", config)
     assert line.startswith("error: ") and message in line
 
 
-def test_compare_kpts_refuses_swapped_model_types(tiny_pkey_run, tiny_transporter_run, tmp_path, capsys):
+def test_compare_kpts_refuses_swapped_model_types(tiny_pkey_run, tiny_transporter_run, tmp_path,
+                                                 one_line_error):
     config = compare_config(tmp_path, tiny_pkey_run, tiny_pkey_run)
-    line = one_line_error(capsys, pkey_train, "compare_kpts", config)
+    line = one_line_error(pkey_train.ex, "compare_kpts", config)
     assert line == f"error: run {tiny_pkey_run[1]} was trained with kind='permakey', requested kind='transporter'"
 
 
-def test_transporter_evaluate_refuses_a_permakey_run(tiny_pkey_run, tiny_transporter_run, capsys):
+def test_transporter_evaluate_refuses_a_permakey_run(tiny_pkey_run, tiny_transporter_run,
+                                                   one_line_error):
     config = dict(tiny_transporter_run[0], run_dir=tiny_pkey_run[1])
-    line = one_line_error(capsys, transporter_train, "evaluate", config)
+    line = one_line_error(transporter_train.ex, "evaluate", config)
     assert "kind='permakey', requested kind='transporter'" in line
