@@ -21,9 +21,9 @@ Each row runs in its own subprocess, so its peak memory is its own. Columns:
                two per pair; RL update: batch x window length);
   GFLOP/step   conv and matmul FLOPs counted from the layer shapes of the traced forward
                pass, x3 for forward + backward (the RL target network and the frozen
-               keypoint model x1); in brackets
-               the FLOPs the compiled step really executes, counted on its traced train
-               step after pruning (no input gradient for a stop-gradient input, ...);
+               keypoint model x1); in brackets the FLOPs the compiled step really
+               executes, counted on its traced train step after pruning (no input
+               gradient for a stop-gradient input, ...);
   matmul       GFLOP/s of a compiled 4096 x 4096 matmul in the row's precision (the
                faster of tf.function and XLA), measured in the same subprocess just
                before and after the timed steps: the roofline the figures are relative to;
