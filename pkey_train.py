@@ -134,10 +134,11 @@ def keypoint_outputs(model, images):
 
 @ex.capture
 def write_examples(model, test_data, out_dir, num_eval_batches, lsp_layers):
-    """Save a few test batches as npz (frames, reconstructions, keypoints, heatmaps,
-    error maps) and as PNG figures (keypoints on frames above each layer's error map)."""
+    """Save a few test batches, frames spread across the split, as npz (frames,
+    reconstructions, keypoints, heatmaps, error maps) and as PNG figures (keypoints on
+    frames above each layer's error map)."""
     os.makedirs(out_dir, exist_ok=True)
-    for index, images in enumerate(test_data.take(num_eval_batches)):
+    for index, images in enumerate(preprocess.spread_batches(test_data, num_eval_batches)):
         arrays = keypoint_outputs(model, images)
         runs.save_npz(os.path.join(out_dir, f"batch_{index}.npz"), arrays)
         plots.keypoint_grid(arrays["frames"][:8], [("PermaKey", arrays["centres"][:8])],
@@ -173,7 +174,8 @@ def compare_kpts(_run, env, num_keypoints, noise_type, pkey_fname, pkey_epoch, t
         "kind": "transporter", "env": preprocess.canonical_env(env),
         "num_keypoints": num_keypoints, "noise_type": noise_type})[0]
     out_dir = runs.run_dir_of(_run) or "."
-    for index, images in enumerate(datasets()["test"].take(num_eval_batches)):
+    for index, images in enumerate(preprocess.spread_batches(datasets()["test"],
+                                                                  num_eval_batches)):
         arrays = {f"pkey_{k}" if k != "frames" else k: v for k, v in keypoint_outputs(pkey, images).items()}
         rows = [("PermaKey", arrays["pkey_centres"][:8])]
         if tp is not None:

@@ -451,6 +451,16 @@ def frame_dataset(frames, batch_size, noise_type, shuffle, seed):
     return indices.batch(batch_size, drop_remainder=True).map(gather).prefetch(2)
 
 
+def spread_batches(dataset, num_batches):
+    """`num_batches` batches of a finite, unshuffled frame dataset, their frames taken at
+    even intervals across it rather than its first consecutive frames: the example
+    figures then show different moments of the split's episodes."""
+    batch_size = dataset.element_spec.shape[0]
+    stride = max(int(dataset.cardinality()) // num_batches, 1)                 # in frames
+    return dataset.unbatch().shard(stride, 0).batch(batch_size, drop_remainder=True).take(
+        num_batches)
+
+
 def pair_dataset(frames, episode, batch_size, noise_type, num_pairs, shuffle, seed):
     """Frame pairs ([B, 84, 84, 3], [B, 84, 84, 3]) for Transporter (SPEC section 1).
 

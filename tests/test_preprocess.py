@@ -200,6 +200,17 @@ def test_frame_batches_are_float_in_unit_range(small_data):
     assert sum(1 for _ in ds["valid"]) == 250 // 16  # drop_remainder
 
 
+def test_spread_batches_take_frames_at_even_intervals_across_the_split():
+    # Each frame's value is its index: 100 frames in batches of 4 (25 batches); 2
+    # batches spread out take every 12th frame instead of frames 0-7.
+    frames = np.broadcast_to(np.arange(100, dtype=np.uint8)[:, None, None, None], (100, 2, 2, 1))
+    dataset = pp.frame_dataset(frames, 4, "none", shuffle=False, seed=0)
+    batches = [b.numpy() for b in pp.spread_batches(dataset, 2)]
+    indices = np.concatenate([np.round(b[:, 0, 0, 0] * 255) for b in batches])
+    assert [b.shape for b in batches] == [(4, 2, 2, 1)] * 2
+    np.testing.assert_array_equal(indices, np.arange(0, 96, 12))
+
+
 def test_noisy_frame_batches_have_bars(small_data):
     ds = pp.get_datasets("mspacman", "frames", small_data, batch_size=8, noise_type="vertical",
                          num_frames=1200, num_eval_frames=250, seed=3, data_seed=3)
