@@ -174,8 +174,8 @@ def compare_kpts(_run, env, num_keypoints, noise_type, pkey_fname, pkey_epoch, t
         "kind": "transporter", "env": preprocess.canonical_env(env),
         "num_keypoints": num_keypoints, "noise_type": noise_type})[0]
     out_dir = runs.run_dir_of(_run) or "."
-    for index, images in enumerate(preprocess.spread_batches(datasets()["test"],
-                                                                  num_eval_batches)):
+    test_batches = preprocess.spread_batches(datasets()["test"], num_eval_batches)
+    for index, images in enumerate(test_batches):
         arrays = {f"pkey_{k}" if k != "frames" else k: v for k, v in keypoint_outputs(pkey, images).items()}
         rows = [("PermaKey", arrays["pkey_centres"][:8])]
         if tp is not None:

@@ -19,6 +19,7 @@ tf.config.set_logical_device_configuration(
 
 import pytest  # noqa: E402
 
+
 @pytest.fixture
 def one_line_error(capsys):
     """`one_line_error(experiment, command, config)` runs a Sacred command that must stop
