@@ -233,24 +233,6 @@ def synthetic_frames(num_frames=2000, episode_length=400, seed=0):
     return frames, episode
 
 
-def _adam(learning_rate, decay_steps, decay_rate):
-    """The keypoint scripts' optimizer: Adam with staircase inverse-time decay."""
-    import tensorflow as tf
-    schedule = tf.keras.optimizers.schedules.InverseTimeDecay(
-        learning_rate, decay_steps, decay_rate, staircase=True)
-    return tf.keras.optimizers.Adam(schedule)
-
-
-def _loss_steps(script, model, optimizer, precision):
-    """script.loss_steps(model, optimizer) in `precision`, if the script offers it."""
-    import inspect
-    if precision == "float32":
-        return script.loss_steps(model, optimizer)
-    if "precision" not in inspect.signature(script.loss_steps).parameters:
-        raise NotImplementedError(f"{script.__name__}.loss_steps has no precision option")
-    return script.loss_steps(model, optimizer, precision=precision)
-
-
 # --------------------------------------------------------------------------------------
 # The rows. A step row returns its step function, an iterator of batches and figures:
 # nominal FLOPs (x3 forward), executed FLOPs, frames per step, input batches/s.
@@ -259,12 +241,14 @@ def permakey_row(precision, batch_size=BATCH["permakey"]):
     import tensorflow as tf
     import pkey_train
     import preprocess
+    import runs
     import ul_loss
     import vision_modules
     model = vision_modules.PermaKey(7)
     model(tf.zeros([1, 84, 84, 3]), is_training=False)     # create the variables
     spec = tf.TensorSpec([batch_size, 84, 84, 3], tf.float32)
-    train_step, _ = _loss_steps(pkey_train, model, _adam(2e-4, 10_000, 0.85), precision)
+    train_step, _ = pkey_train.loss_steps(model, runs.inverse_time_adam(2e-4, 10_000, 0.85),
+                                          precision)
     frames, _ = synthetic_frames()
     dataset = preprocess.frame_dataset(frames, batch_size, "none", shuffle=True, seed=0).repeat()
     figures = {
@@ -278,6 +262,7 @@ def permakey_row(precision, batch_size=BATCH["permakey"]):
 def transporter_row(precision, batch_size=BATCH["transporter"]):
     import tensorflow as tf
     import preprocess
+    import runs
     import transporter_train
     import ul_loss
     import vision_modules
@@ -285,7 +270,8 @@ def transporter_row(precision, batch_size=BATCH["transporter"]):
     blank = tf.zeros([1, 84, 84, 3])
     model(blank, blank, is_training=False)
     spec = tf.TensorSpec([batch_size, 84, 84, 3], tf.float32)
-    train_step, _ = _loss_steps(transporter_train, model, _adam(2e-4, 30_000, 0.9), precision)
+    train_step, _ = transporter_train.loss_steps(
+        model, runs.inverse_time_adam(2e-4, 30_000, 0.9), precision)
     frames, episode = synthetic_frames()
     dataset = preprocess.pair_dataset(frames, episode, batch_size, "none", 100 * batch_size,
                                       shuffle=True, seed=0).repeat()
@@ -346,53 +332,46 @@ def acting_row(precision, num_steps, warmup):
     import tensorflow as tf
     if precision != "float32":
         raise NotImplementedError("acting is benchmarked in float32 only")
-    try:
-        import agent_train
-        import vision_modules
-        kp_model = vision_modules.PermaKey(7)
-        kp_model(tf.zeros([1, 84, 84, 3]), is_training=False)
-        results = {"gflop_per_frame": forward_flops(
-            lambda x: kp_model.keypoints_and_features(x, False),
-            tf.TensorSpec([1, 84, 84, 3], tf.float32)) / 1e9}
-        results.update(keypoint_forward_rates(kp_model, num_steps, warmup))
-        for num_envs in (1, 8):
-            envs = agent_train.make_envs("mspacman", "train", list(range(num_envs)), "none",
-                                         1000, False)
-            actor = agent_train.q_network(kp_model, "cnn", 1, int(envs.single_action_space.n))
-            act = agent_train.make_act_fn(kp_model, actor, "cnn")
-            frames, _ = envs.reset(seed=0)
-            state = actor.initial_state(num_envs)
-            for index in range(warmup + num_steps):
-                if index == warmup:
-                    start, in_model = time.perf_counter(), 0.0
-                before = time.perf_counter()
-                q_values, state, _ = act(frames, state)
-                actions = np.argmax(q_values.numpy(), axis=-1)
-                if index >= warmup:
-                    in_model += time.perf_counter() - before
-                frames, *_ = envs.step(actions)
-            elapsed = time.perf_counter() - start
-            envs.close()
-            results[f"env_steps_per_s_{num_envs}"] = num_envs * num_steps / elapsed
-            results[f"model_fraction_{num_envs}"] = in_model / elapsed
-        return results
-    except (ImportError, AttributeError, TypeError) as error:
-        return {"unavailable": f"agent_train.py acting API: {type(error).__name__}: {error}"}
+    import agent_train
+    import vision_modules
+    kp_model = vision_modules.PermaKey(7)
+    kp_model(tf.zeros([1, 84, 84, 3]), is_training=False)
+    results = {"gflop_per_frame": forward_flops(
+        lambda x: kp_model.keypoints_and_features(x, False),
+        tf.TensorSpec([1, 84, 84, 3], tf.float32)) / 1e9}
+    results.update(keypoint_forward_rates(kp_model, num_steps, warmup))
+    for num_envs in (1, 8):
+        envs = agent_train.make_envs("mspacman", "train", list(range(num_envs)), "none",
+                                     1000, False)
+        actor = agent_train.q_network(kp_model, "cnn", 1, int(envs.single_action_space.n))
+        act = agent_train.make_act_fn(kp_model, actor, "cnn")
+        frames, _ = envs.reset(seed=0)
+        state = actor.initial_state(num_envs)
+        for index in range(warmup + num_steps):
+            if index == warmup:
+                start, in_model = time.perf_counter(), 0.0
+            before = time.perf_counter()
+            q_values, state, _ = act(frames, state)
+            actions = np.argmax(q_values.numpy(), axis=-1)
+            if index >= warmup:
+                in_model += time.perf_counter() - before
+            frames, *_ = envs.step(actions)
+        elapsed = time.perf_counter() - start
+        envs.close()
+        results[f"env_steps_per_s_{num_envs}"] = num_envs * num_steps / elapsed
+        results[f"model_fraction_{num_envs}"] = in_model / elapsed
+    return results
 
 
 def keypoint_forward_rates(kp_model, num_steps, warmup, batch_size=8):
     """Frames per second of the frozen PermaKey's forward pass alone (what acting runs
-    per env step), batch 8, in float32 and in bf16 if the model offers it."""
+    per env step), batch 8, in float32 and in bf16."""
     import tensorflow as tf
     images = tf.random.stateless_uniform([batch_size, 84, 84, 3], seed=[0, 0])
     rates = {}
     for precision in PRECISIONS:
-        kwargs = {} if precision == "float32" else {"precision": precision}
-        forward = tf.function(lambda x: kp_model.keypoints_and_features(x, False, **kwargs)[0])
-        try:
-            timing = time_steps(forward, iter(lambda: images, None), num_steps, warmup)
-        except TypeError:                        # a model without the precision option
-            continue
+        forward = tf.function(lambda x: kp_model.keypoints_and_features(x, False, precision)[0])
+        timing = time_steps(forward, iter(lambda: images, None), num_steps, warmup)
         rates[f"keypoint_frames_per_s_{precision}"] = batch_size / timing["s_per_step"]
     return rates
 
