@@ -456,7 +456,7 @@ def spread_batches(dataset, num_batches):
     even intervals across it rather than its first consecutive frames: the example
     figures then show different moments of the split's episodes."""
     batch_size = dataset.element_spec.shape[0]
-    stride = max(int(dataset.cardinality()) // num_batches, 1)                 # in frames
+    stride = max(int(dataset.cardinality()) // max(num_batches, 1), 1)         # in frames
     return dataset.unbatch().shard(stride, 0).batch(batch_size, drop_remainder=True).take(
         num_batches)
 

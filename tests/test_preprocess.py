@@ -209,6 +209,7 @@ def test_spread_batches_take_frames_at_even_intervals_across_the_split():
     indices = np.concatenate([np.round(b[:, 0, 0, 0] * 255) for b in batches])
     assert [b.shape for b in batches] == [(4, 2, 2, 1)] * 2
     np.testing.assert_array_equal(indices, np.arange(0, 96, 12))
+    assert not list(pp.spread_batches(dataset, 0))                    # num_eval_batches=0
 
 
 def test_noisy_frame_batches_have_bars(small_data):
