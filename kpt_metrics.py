@@ -344,6 +344,14 @@ def keypoint_metrics(centres, boxes_per_frame, radius=4.0, bar_masks=None):
     return metrics
 
 
+def keypoint_spread(centres):
+    """How much keypoints move across frames, in pixels: for each keypoint the RMS
+    distance of its position [N, K, 2] from its mean position, averaged over keypoints.
+    Keypoints that follow moving objects move; parked ones have a spread near 0."""
+    points = pixel_coordinates(centres)                                # [N, K, 2]
+    return float(np.mean(np.sqrt(points.var(axis=0).sum(axis=-1))))
+
+
 def random_baseline(boxes_per_frame, num_keypoints, radius=4.0, rng=None, bar_masks=None):
     """keypoint_metrics of `num_keypoints` uniformly random keypoints per frame (Monte Carlo)."""
     rng = np.random.default_rng(rng)
@@ -419,6 +427,48 @@ def measure_models(models, env, data_dir, noise_type="none", radius=4.0, num_fra
     num_keypoints = rows[next(iter(rows))]["num_keypoints"] // len(frames)
     rows["random"] = random_baseline(boxes, num_keypoints, radius, rng, bar_masks)
     return rows
+
+
+def split_probe(env, data_dir, noise_type="none", metrics_radius=4.0, valid_metrics_frames=256,
+                seed=0, split="valid"):
+    """A function `probe(model) -> metrics` scoring a keypoint model on
+    `valid_metrics_frames` frames of a split, taken at even intervals across it
+    (consecutive frames look alike), within `metrics_radius` pixels.
+
+    The metrics are keypoint_metrics (precision, recall and, with distractors, drawn
+    seeded as in training, on_distractor) plus spread (keypoint_spread), from the
+    model's keypoints in inference mode. The frames and their boxes are read once.
+    Returns None, after printing why, when the split has no ground truth.
+    """
+    import tensorflow as tf
+    arrays, attrs = read_h5(preprocess.split_path(data_dir, env, split), ("frames", "ram"))
+    try:
+        frame_objects = ground_truth_for_split(arrays, env, attrs)
+    except NoGroundTruth as e:
+        print(f"keypoint metrics during training: {e}")
+        return None
+    if not valid_metrics_frames:
+        return None
+    picks = np.unique(np.linspace(0, len(frame_objects) - 1, valid_metrics_frames).round().astype(int))
+    boxes = [frame_objects[i].boxes for i in picks]
+    frames = preprocess.add_distractors(arrays["frames"][picks], noise_type,
+                                        np.random.default_rng(seed))
+    bar_masks = (frames == preprocess.BAR_COLOUR).all(-1) if noise_type != "none" else None
+    images = tf.data.Dataset.from_tensor_slices(frames).batch(32).map(
+        lambda batch: tf.cast(batch, tf.float32) / 255.0)
+
+    compiled = {}  # one traced keypoint function per model
+
+    def probe(model):
+        if id(model) not in compiled:
+            compiled[id(model)] = tf.function(lambda batch: model.keypoints(batch, is_training=False)[0])
+        keypoints = compiled[id(model)]
+        centres = np.concatenate([keypoints(batch).numpy() for batch in images])  # [N, K, 2]
+        metrics = keypoint_metrics(centres, boxes, metrics_radius, bar_masks)
+        metrics["spread"] = keypoint_spread(centres)
+        return {k: v for k, v in metrics.items() if k not in ("num_keypoints", "num_objects")}
+
+    return probe
 
 
 def report_keypoint_quality(models, out_dir, env, data_dir, noise_type, metrics_radius,

@@ -40,7 +40,8 @@ def config():
     gauss_std = 0.12
     latent_dim_size = 32
     decoder_type = "conv"  # conv | deconv
-    precision = "float32"  # float32 | bf16: the steps compute in bfloat16 (variables, losses float32)
+    precision = "auto"  # auto | float32 | bf16 (compute in bfloat16; variables, losses float32).
+    # auto: bf16 where the hardware computes it natively (AVX512_BF16, AMX, GPU >= sm_80)
     batch_size = 32
     epochs = 100
     steps_per_epoch = None  # None: one pass over the training frames
@@ -57,6 +58,8 @@ def config():
     ckpt = "best"  # evaluate: best | last | an epoch number
     metrics_radius = 4.0  # keypoint metrics: px (84 x 84) from an object box that counts as on it
     metrics_frames = 1000  # keypoint metrics: test frames measured against RAM ground truth
+    valid_metrics_frames = 256  # keypoint metrics during training: validation frames (0: none)
+    metrics_every = None  # keypoint metrics during training: also every this many steps
     num_eval_batches = 2  # evaluate, compare_kpts: test batches saved as npz and PNG
     pkey_fname = None  # compare_kpts: the PermaKey run folder
     pkey_epoch = "best"  # compare_kpts: best | last | an epoch number
@@ -83,6 +86,7 @@ def quick():
 
 ex.observers.append(runs.RunFolderObserver(runs.keypoint_run_folder))
 measure_quality = ex.capture(kpt_metrics.report_keypoint_quality)
+keypoint_probe = ex.capture(kpt_metrics.split_probe)
 
 
 @ex.capture
@@ -112,14 +116,17 @@ def loss_steps(model, optimizer, precision="float32"):
 @ex.main
 @one_line_errors
 def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir, seed,
-          learning_rate, decay_steps, decay_rate, precision):
+          learning_rate, decay_steps, decay_rate, precision, metrics_every):
     """Train PermaKey, keep the best checkpoint by validation LSP + PointNet loss, test it."""
     spec = model_spec()
+    precision = runs.resolve_precision(precision)
     tf.random.set_seed(seed)
     model = runs.build_keypoint_model(spec)
     optimizer = runs.inverse_time_adam(learning_rate, decay_steps, decay_rate)
-    return runs.train_and_test(_run, spec, model, optimizer, datasets(), loss_steps(model, optimizer, precision),
-                               ("lsp", "pnet"), write_examples, resume_dir, epochs=epochs,
+    data = datasets()
+    return runs.train_and_test(_run, spec, model, optimizer, data, loss_steps(model, optimizer, precision),
+                               ("lsp", "pnet"), write_examples, resume_dir, probe=keypoint_probe(),
+                               metrics_every=metrics_every, epochs=epochs,
                                max_patience=max_patience, steps_per_epoch=steps_per_epoch,
                                valid_batches=valid_batches)
 

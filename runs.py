@@ -164,7 +164,7 @@ def checkpoint_path(run_dir, which="best"):
 
 
 def fit(train_step, eval_step, datasets, checkpoint, run_dir, _run, epochs, max_patience,
-        select, steps_per_epoch=None, valid_batches=None):
+        select, steps_per_epoch=None, valid_batches=None, probe=None, metrics_every=None):
     """Train with validation every epoch, best checkpoint, early stopping and resume.
 
     train_step(batch) / eval_step(batch) return dicts of scalar losses; `select` names
@@ -172,6 +172,10 @@ def fit(train_step, eval_step, datasets, checkpoint, run_dir, _run, epochs, max_
     tf.train.Checkpoint holding the model and optimizer; this function adds the epoch
     and the early-stopping state to it. A non-finite training loss stops the run with
     a one-line error and leaves the last good checkpoints untouched.
+
+    probe() -> dict of keypoint metrics (kpt_metrics.split_probe), when given, runs at
+    every epoch end and, with `metrics_every`, every that many steps; its values are
+    logged as valid.<name> beside the validation losses and printed in the epoch line.
     """
     import tensorflow as tf
     from tqdm import tqdm
@@ -190,6 +194,7 @@ def fit(train_step, eval_step, datasets, checkpoint, run_dir, _run, epochs, max_
         print(f"resumed from {managers['last'].latest_checkpoint} at epoch {int(state['epoch'])}, "
               f"step {int(state['step'])}")
     writer = tf.summary.create_file_writer(os.path.join(run_dir, "tb"))
+    keypoints = (None, {})  # (step, metrics) of the last probe
 
     def log(prefix, losses, step):
         with writer.as_default(step=step):
@@ -209,9 +214,16 @@ def fit(train_step, eval_step, datasets, checkpoint, run_dir, _run, epochs, max_
                                   f"(all: {losses}); last good checkpoint kept in {run_dir}")
             if step % 10 == 0:
                 log("train", losses, step)
+            if probe and metrics_every and step % metrics_every == 0:
+                keypoints = (step, probe())
+                log("valid", keypoints[1], step)
+        step = int(state["step"])
         valid = evaluate_losses(eval_step, datasets["valid"], valid_batches)
         score = sum(valid[k] for k in select)
-        log("valid", dict(valid, selection=score), int(state["step"]))
+        log("valid", dict(valid, selection=score), step)
+        if probe and keypoints[0] != step:
+            keypoints = (step, probe())
+            log("valid", keypoints[1], step)
         state["epoch"].assign(epoch)
         improved = score < float(state["best"])
         state["patience"].assign(0 if improved else int(state["patience"]) + 1)
@@ -220,8 +232,9 @@ def fit(train_step, eval_step, datasets, checkpoint, run_dir, _run, epochs, max_
             managers["best"].save(checkpoint_number=epoch)
         managers["last"].save(checkpoint_number=epoch)
         epoch_manager.save(checkpoint_number=epoch)
-        print(f"epoch {epoch}: valid {' '.join(f'{k}={v:.4f}' for k, v in valid.items())}"
-              f"{' (best)' if improved else ''}")
+        print(f"epoch {epoch}: valid {format_losses(valid)}"
+              f"{' (best)' if improved else ''}"
+              f"{' | keypoints ' + format_keypoint_metrics(keypoints[1]) if probe else ''}")
     writer.flush()
     return state
 
@@ -276,6 +289,55 @@ def compiled_steps(model, optimizer, loss_fn):
     return train_step, eval_step
 
 
+# CPU flags (Linux /proc/cpuinfo names) of units that compute bfloat16 natively.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(path="/proc/cpuinfo"):
+    """This machine's CPU feature flags (an empty set where /proc/cpuinfo does not exist)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def gpu_compute_capabilities():
+    """(major, minor) of each visible GPU."""
+    import tensorflow as tf
+    return [tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
+            for gpu in tf.config.list_physical_devices("GPU")]
+
+
+def resolve_precision(precision, flags=None, gpus=None):
+    """The precision a training step computes in: "auto" becomes "bf16" where the hardware
+    computes bfloat16 natively (GPUs of compute capability 8.0 or more; without a GPU, a
+    CPU with AVX512_BF16 or AMX) and "float32" elsewhere, saying which and why. Any
+    other value is returned as given (vision_modules.compute_dtype checks it).
+
+    flags: CPU flags (default: this machine's); gpus: GPU compute capabilities (default:
+    the visible GPUs').
+    """
+    if precision != "auto":
+        return precision
+    gpus = gpu_compute_capabilities() if gpus is None else gpus
+    if gpus:
+        native = all(tuple(capability) >= (8, 0) for capability in gpus)
+        reason = f"GPU compute capability {', '.join('.'.join(map(str, c)) for c in gpus)}"
+    else:
+        flags = cpu_flags() if flags is None else set(flags)
+        found = [flag for flag in BF16_CPU_FLAGS if flag in flags]
+        native = bool(found)
+        reason = f"CPU has {' and '.join(found)}" if found else \
+            f"CPU has none of {', '.join(BF16_CPU_FLAGS)}"
+    chosen = "bf16" if native else "float32"
+    print(f"precision auto: {chosen} ({reason})")
+    return chosen
+
+
 def inverse_time_adam(learning_rate, decay_steps, decay_rate):
     """Adam with staircase inverse-time decay, as both keypoint models use (SPEC 2, 3).
 
@@ -288,11 +350,12 @@ def inverse_time_adam(learning_rate, decay_steps, decay_rate):
 
 
 def train_and_test(_run, spec, model, optimizer, data, steps, select, write_examples, resume_dir,
-                   **fit_args):
+                   probe=None, **fit_args):
     """Main command of a keypoint script: fit, restore the best checkpoint, test, write examples.
 
     steps = (train_step, eval_step); `write_examples(model, test_data, out_dir)` saves
-    figures and arrays for a few test batches into `<run>/evaluate`.
+    figures and arrays for a few test batches into `<run>/evaluate`; `probe(model)`, if
+    given, measures keypoint quality during training (see fit).
     """
     import tensorflow as tf
     if resume_dir:
@@ -300,7 +363,8 @@ def train_and_test(_run, spec, model, optimizer, data, steps, select, write_exam
     run_dir = run_dir_of(_run)
     write_model_spec(run_dir, spec)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-    fit(*steps, data, checkpoint, run_dir, _run, select=select, **fit_args)
+    fit(*steps, data, checkpoint, run_dir, _run, select=select,
+        probe=probe and (lambda: probe(model)), **fit_args)
     checkpoint.restore(checkpoint_path(run_dir, "best")).expect_partial()
     test = evaluate_losses(steps[1], data["test"])
     for name, value in test.items():
@@ -330,6 +394,11 @@ def evaluate_run(_run, run_dir, ckpt, spec, loss_steps, test_data, write_example
 
 def format_losses(losses):
     return " ".join(f"{name}={value:.4f}" for name, value in losses.items())
+
+
+def format_keypoint_metrics(metrics):
+    return " ".join(f"{name}={value:.1f}px" if name == "spread" else f"{name}={value:.2f}"
+                    for name, value in metrics.items())
 
 
 ARCH_KEYS = {  # constructor arguments of each keypoint model, as stored in model.json

@@ -32,10 +32,11 @@ def one_line_error(capsys):
     return run
 
 
-# A tiny keypoint-training config: a few hundred generated MsPacman frames, 3 steps.
+# A tiny keypoint-training config: a few hundred generated MsPacman frames, 3 steps,
+# keypoint metrics at step 2 and at the epoch end.
 TINY_KEYPOINT_CONFIG = {"num_frames": 400, "num_eval_frames": 150, "batch_size": 4, "epochs": 1,
                         "steps_per_epoch": 3, "valid_batches": 2, "num_keypoints": 3,
-                        "metrics_frames": 16}
+                        "metrics_frames": 16, "valid_metrics_frames": 16, "metrics_every": 2}
 
 
 @pytest.fixture(scope="session")

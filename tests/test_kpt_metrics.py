@@ -6,6 +6,7 @@ import os
 import gymnasium as gym
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import kpt_metrics as km
 import preprocess as pp
@@ -301,8 +302,8 @@ class FixedKeypoints:
     def __init__(self, centres):
         self.centres = np.asarray(centres, np.float32)  # [K, 2]
 
-    def keypoints(self, images):
-        return (np.repeat(self.centres[None], len(images), axis=0),)
+    def keypoints(self, images, is_training=False):
+        return (tf.repeat(self.centres[None], tf.shape(images)[0], axis=0),)
 
 
 @pytest.fixture(scope="module")
@@ -336,3 +337,50 @@ def test_report_without_ground_truth_says_so_and_goes_on(tiny_splits, tmp_path, 
                                         tiny_splits, "none", 4.0, 10, 0)
     assert result is None and os.listdir(tmp_path) == []
     assert "no ground-truth mapping for game battlezone; covered: mspacman" in capsys.readouterr().out
+
+
+def test_spread_by_hand():
+    # keypoint 0 alternates between two pixels 6 px apart along x: 3 px from its mean
+    # in every frame; keypoint 1 never moves.
+    pixels = np.array([[[40.0, 10.0], [20.0, 20.0]], [[40.0, 16.0], [20.0, 20.0]]] * 5)  # [10, 2, 2]
+    assert km.keypoint_spread(to_centres(pixels)) == pytest.approx((3.0 + 0.0) / 2)
+
+
+class OracleKeypoints:
+    """A stand-in model that puts its keypoints on the centres of each frame's true
+    objects (looked up by the frame's bytes), padded with the far corner."""
+
+    def __init__(self, arrays, env, num_keypoints):
+        self.table = {}
+        for frame, objects in zip(arrays["frames"], km.ground_truth_for_split(arrays, env)):
+            centres = [[(y0 + y1 - 1) / 2, (x0 + x1 - 1) / 2] for y0, x0, y1, x1 in objects.boxes]
+            centres = (centres + [[83.0, 83.0]] * num_keypoints)[:num_keypoints]
+            self.table[frame.tobytes()] = to_centres(centres).astype(np.float32)
+
+    def keypoints(self, images, is_training=False):
+        def lookup(batch):
+            frames = np.round(batch * 255.0).astype(np.uint8)
+            return np.stack([self.table[frame.tobytes()] for frame in frames])
+        return tf.numpy_function(lookup, [images], tf.float32), None
+
+
+def test_split_probe_scores_the_validation_frames(tiny_splits):
+    arrays, _ = pp.read_h5(pp.split_path(tiny_splits, "mspacman", "valid"))
+    oracle = OracleKeypoints(arrays, "mspacman", num_keypoints=3)
+    probe = km.split_probe("mspacman", tiny_splits, "none", 4.0, valid_metrics_frames=10, seed=0)
+    metrics = probe(oracle)
+    assert set(metrics) == {"precision", "recall", "spread"}
+    # the padding keypoints in the corner are the only misses; each keypoint finds its object
+    counts = [len(o.boxes) for o in km.ground_truth_for_split(arrays, "mspacman")]
+    counts = [counts[i] for i in np.unique(np.linspace(0, len(counts) - 1, 10).round().astype(int))]
+    assert metrics["precision"] == pytest.approx(np.mean([min(m, 3) / 3 for m in counts]))
+    assert metrics["recall"] >= sum(min(m, 3) for m in counts) / sum(counts) - 1e-9
+    assert probe(FixedKeypoints([[-1.0, -1.0]]))["spread"] == 0.0
+
+
+def test_split_probe_counts_bars_and_is_none_without_ground_truth(tiny_splits, capsys):
+    probe = km.split_probe("mspacman", tiny_splits, "both", 4.0, valid_metrics_frames=10, seed=0)
+    assert 0.0 <= probe(FixedKeypoints([[0.0, 0.0]]))["on_distractor"] <= 1.0
+    assert km.split_probe("battlezone", tiny_splits, "none", 4.0, 10, 0) is None
+    assert "no ground-truth mapping for game battlezone" in capsys.readouterr().out
+    assert km.split_probe("mspacman", tiny_splits, "none", 4.0, 0, 0) is None

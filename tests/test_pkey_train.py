@@ -72,6 +72,10 @@ def test_run_folder_layout(tiny_run):
         assert os.path.exists(os.path.join(run_dir, name)), name
     metrics = read_metrics(run_dir)
     assert {"valid.lsp", "valid.pnet", "test.lsp"} <= set(metrics)
+    # keypoint quality on the validation frames, every metrics_every=2 steps and at the epoch end
+    for name in ("valid.precision", "valid.recall", "valid.spread"):
+        assert metrics[name]["steps"] == [2, 3], name
+    assert all(0.0 <= value <= 1.0 for value in metrics["valid.precision"]["values"])
     assert json.load(open(os.path.join(run_dir, "model.json")))["num_keypoints"] == 3
 
 

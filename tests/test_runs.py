@@ -92,3 +92,31 @@ def test_write_json_is_written_whole_or_not_at_all(tmp_path):
     with open(path) as f:
         assert json.load(f)["recall"] == 0.25  # the earlier file is intact
     assert os.listdir(tmp_path) == ["m.json"]
+
+
+@pytest.mark.parametrize("flags, gpus, chosen", [
+    ({"avx2", "fma"}, [], "float32"),
+    ({"avx512f", "avx512_bf16"}, [], "bf16"),
+    ({"avx512f", "amx_tile", "amx_bf16"}, [], "bf16"),
+    ({"avx2"}, [(8, 0)], "bf16"),            # the GPU computes, whatever the CPU has
+    ({"amx_bf16"}, [(7, 5)], "float32"),
+    ({"amx_bf16"}, [(8, 6), (7, 0)], "float32"),
+])
+def test_auto_precision_follows_the_hardware(flags, gpus, chosen, capsys):
+    assert runs.resolve_precision("auto", flags=flags, gpus=gpus) == chosen
+    assert capsys.readouterr().out.startswith(f"precision auto: {chosen} (")
+
+
+@pytest.mark.parametrize("precision", ["float32", "bf16", "fp16"])
+def test_explicit_precision_wins(precision, capsys):
+    assert runs.resolve_precision(precision, flags={"amx_bf16"}, gpus=[]) == precision
+    assert runs.resolve_precision(precision, flags={"avx2"}, gpus=[]) == precision
+    assert capsys.readouterr().out == ""
+
+
+def test_cpu_flags_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 amx_bf16\n\n"
+                       "processor\t: 1\nflags\t\t: fpu avx2 amx_bf16\n")
+    assert runs.cpu_flags(str(cpuinfo)) == {"fpu", "avx2", "amx_bf16"}
+    assert runs.cpu_flags(str(tmp_path / "missing")) == set()

@@ -54,6 +54,8 @@ def test_run_folder_and_evaluate(tiny_transporter_run):
     config, run_dir = tiny_transporter_run
     assert run_dir.endswith(os.path.join("none", "mspacman", "3", "1"))
     assert json.load(open(os.path.join(run_dir, "model.json")))["kind"] == "transporter"
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert metrics["valid.precision"]["steps"] == metrics["valid.spread"]["steps"] == [2, 3]
     transporter_train.ex.run("evaluate", config_updates=dict(config, run_dir=run_dir,
                                                              num_eval_batches=1))
     arrays = np.load(os.path.join(run_dir, "evaluate", "batch_0.npz"))
