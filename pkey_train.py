@@ -82,6 +82,7 @@ def quick():
     valid_batches = 10
     learning_rate = 1e-3
     max_patience = 6
+    valid_metrics_frames = 128  # keypoint metrics at each epoch end: ~10% of an epoch here
 
 
 ex.observers.append(runs.RunFolderObserver(runs.keypoint_run_folder))
