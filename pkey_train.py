@@ -1,7 +1,7 @@
 """PermaKey: learn object keypoints from Atari frames by local spatial predictability.
 
     python pkey_train.py with env="mspacman" num_keypoints=7
-    python pkey_train.py with quick                     # ~10 min on 2 CPU cores
+    python pkey_train.py with quick                     # minutes on a 2-core CPU (README)
     python pkey_train.py with resume_dir=permakey_exp/none/mspacman/7/1
     python pkey_train.py evaluate with run_dir=permakey_exp/none/mspacman/7/1
 
@@ -71,9 +71,8 @@ def config():
 
 @ex.named_config
 def quick():
-    """A short MsPacman run for a laptop CPU (13 CPU-minutes: about 10 minutes on 2 idle
-    cores): small data, 240 steps at batch 8, a higher learning rate. See the README for
-    what it reaches."""
+    """A short MsPacman run for a laptop CPU: small data, 240 steps at batch 8, a higher
+    learning rate. The README says how long it takes and what it reaches."""
     num_frames = 5_000
     num_eval_frames = 320
     batch_size = 8
