@@ -315,13 +315,16 @@ def gpu_compute_capabilities():
 def resolve_precision(precision, flags=None, gpus=None):
     """The precision a training step computes in: "auto" becomes "bf16" where the hardware
     computes bfloat16 natively (GPUs of compute capability 8.0 or more; without a GPU, a
-    CPU with AVX512_BF16 or AMX) and "float32" elsewhere, saying which and why. Any
-    other value is returned as given (vision_modules.compute_dtype checks it).
+    CPU with AVX512_BF16 or AMX) and "float32" elsewhere, saying which and why. An
+    explicit "float32" or "bf16" is returned as given; anything else is a ConfigError.
 
     flags: CPU flags (default: this machine's); gpus: GPU compute capabilities (default:
     the visible GPUs').
     """
+    from vision_modules import PRECISIONS
     if precision != "auto":
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision={precision!r}: expected one of auto, {', '.join(PRECISIONS)}")
         return precision
     gpus = gpu_compute_capabilities() if gpus is None else gpus
     if gpus:

@@ -107,11 +107,16 @@ def test_auto_precision_follows_the_hardware(flags, gpus, chosen, capsys):
     assert capsys.readouterr().out.startswith(f"precision auto: {chosen} (")
 
 
-@pytest.mark.parametrize("precision", ["float32", "bf16", "fp16"])
+@pytest.mark.parametrize("precision", ["float32", "bf16"])
 def test_explicit_precision_wins(precision, capsys):
     assert runs.resolve_precision(precision, flags={"amx_bf16"}, gpus=[]) == precision
     assert runs.resolve_precision(precision, flags={"avx2"}, gpus=[]) == precision
     assert capsys.readouterr().out == ""
+
+
+def test_unknown_precision_names_the_accepted_ones():
+    with pytest.raises(ConfigError, match=r"^precision='fp16': expected one of auto, float32, bf16$"):
+        runs.resolve_precision("fp16", flags=set(), gpus=[])
 
 
 def test_cpu_flags_from_cpuinfo(tmp_path):
