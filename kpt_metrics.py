@@ -438,16 +438,17 @@ def split_probe(env, data_dir, noise_type="none", metrics_radius=4.0, valid_metr
     The metrics are keypoint_metrics (precision, recall and, with distractors, drawn
     seeded as in training, on_distractor) plus spread (keypoint_spread), from the
     model's keypoints in inference mode. The frames and their boxes are read once.
-    Returns None, after printing why, when the split has no ground truth.
+    Returns None with valid_metrics_frames=0, and after printing why when the split has
+    no ground truth.
     """
     import tensorflow as tf
+    if not valid_metrics_frames:
+        return None
     arrays, attrs = read_h5(preprocess.split_path(data_dir, env, split), ("frames", "ram"))
     try:
         frame_objects = ground_truth_for_split(arrays, env, attrs)
     except NoGroundTruth as e:
         print(f"keypoint metrics during training: {e}")
-        return None
-    if not valid_metrics_frames:
         return None
     picks = np.unique(np.linspace(0, len(frame_objects) - 1, valid_metrics_frames).round().astype(int))
     boxes = [frame_objects[i].boxes for i in picks]
