@@ -26,6 +26,7 @@ import tensorflow as tf  # noqa: E402
 import kpt_metrics as km  # noqa: E402
 import preprocess as pp  # noqa: E402
 import runs  # noqa: E402
+import ul_loss  # noqa: E402
 import vision_modules as vm  # noqa: E402
 
 STD = 0.12  # the paper's heatmap width (gauss_std)
@@ -106,9 +107,7 @@ def heatmaps_of(variant, centres, std):
 def loss_of(variant, centres, maps):
     maps = tf.cast(maps, tf.float32)
     if variant["loss"] == "paper":
-        heatmaps = heatmaps_of(variant, centres, STD)
-        summed = tf.image.resize(tf.reduce_sum(heatmaps, -1, keepdims=True), [84, 84], method="nearest")
-        return tf.reduce_mean(tf.square(summed - maps))
+        return ul_loss.pnet_loss(heatmaps_of(variant, centres, STD), maps)
     if variant["loss"] == "ms":
         small = tf.nn.avg_pool2d(maps, 4, 4, "VALID")                  # [B, 21, 21, L]
         total = 0.0
