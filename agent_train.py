@@ -22,6 +22,7 @@ PointNet, or Transporter's keypointer) runs once per frame, while acting; the re
 keeps each frame's keypoint centres [K, 2] beside the uint8 frame. An update recomputes
 only the encoder features (42 x 42 x C) of the replayed frames, on each replica's device.
 """
+import contextlib
 import csv
 import functools
 import json
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import time
 
+import runs  # first: TensorFlow then starts without its start-up chatter (runs.import_tensorflow)
 import gymnasium as gym
 import numpy as np
 import tensorflow as tf
@@ -41,11 +43,10 @@ import agent
 import preprocess
 import replay
 import rl_loss
-import runs
 import vision_modules
 from runs import ConfigError, one_line_errors
 
-ex = Experiment("keypoint_agent", save_git_info=False)
+ex = runs.quiet_experiment(Experiment("keypoint_agent", save_git_info=False))
 EXP_ROOT = "rl_exp"
 KP_TYPES = ("permakey", "transporter")
 AGENT_INPUTS = {"cnn": rl_loss.cnn_inputs, "gnn": rl_loss.gnn_inputs}
@@ -85,6 +86,7 @@ def config():
     eval_time_limit = preprocess.EVAL_TIME_LIMIT  # agent steps per evaluation episode
     log_every = 1_000  # environment steps between training scalars
     ckpt_keep = 3  # agent checkpoints kept
+    save_every_mins = 10  # also save this often (single-host runs) and on SIGTERM / SIGINT
     seed = 0
     gpu = None  # GPU ids to train on data-parallel, e.g. 0,1 (MirroredStrategy)
     devices = None  # TF device names instead of gpu ids, e.g. "/cpu:0,/cpu:1" (tests)
@@ -541,9 +543,10 @@ def train(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, vis_ck
           vis_load, num_keypoints, replay_capacity, num_iters, warmup_steps, update_every,
           batch_size, learning_rate, window_size, n_step, gamma, tau, max_grad_norm,
           epsilon_start, epsilon_end, num_envs, async_envs, eval_every, eval_episodes,
-          eval_time_limit, log_every, ckpt_keep, seed, gpu, devices, resume_dir):
+          eval_time_limit, log_every, ckpt_keep, save_every_mins, seed, gpu, devices, resume_dir):
     """Train a keypoint agent: act in num_envs games at once, learn from replayed windows,
-    evaluate greedily and checkpoint every eval_every steps (and at the end)."""
+    evaluate greedily and checkpoint every eval_every steps (and at the end); a single-host
+    run also checkpoints every save_every_mins and, stopping, on SIGTERM or SIGINT."""
     worker, num_workers = cluster_task()
     strategy = make_strategy(gpu, devices, num_workers)
     tf.random.set_seed(seed)  # initial weights (the workers of a cluster start from the chief's)
@@ -598,57 +601,68 @@ def train(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, vis_ck
     episode_returns, finished_returns, losses = np.zeros(num_envs), [], []
     progress = tqdm(total=num_iters, initial=start_step, unit="step", mininterval=2,
                     disable=run_dir is None)
-    log_step, log_time = start_step, time.time()
+    log_step, log_time, last_save = start_step, time.time(), time.time()
+    # a single-host run saves on SIGTERM / SIGINT and stops (a cluster keeps the default)
+    with runs.StopSignals() if num_workers == 1 else contextlib.nullcontext() as stop:
+        while env_step < num_iters:
+            epsilon = agent.epsilon_at(env_step, num_iters, epsilon_start, epsilon_end)
+            q_values, state, centres = act(frames, state)                      # [N, A], [N, K, 2]
+            actions = [agent.epsilon_greedy(q, epsilon, rng) for q in q_values.numpy()]
+            next_frames, rewards, terminated, truncated, _ = envs.step(actions)
+            store_steps(buffer, frames, actions, rewards, terminated, truncated, centres.numpy())
+            ended = terminated | truncated
+            episode_returns += rewards
+            finished_returns += list(episode_returns[ended])
+            episode_returns[ended] = 0.0
+            state = zero_where(state, ended)
+            frames = next_frames
+            env_step += num_envs
+            progress.update(num_envs)
 
-    while env_step < num_iters:
-        epsilon = agent.epsilon_at(env_step, num_iters, epsilon_start, epsilon_end)
-        q_values, state, centres = act(frames, state)                      # [N, A], [N, K, 2]
-        actions = [agent.epsilon_greedy(q, epsilon, rng) for q in q_values.numpy()]
-        next_frames, rewards, terminated, truncated, _ = envs.step(actions)
-        store_steps(buffer, frames, actions, rewards, terminated, truncated, centres.numpy())
-        ended = terminated | truncated
-        episode_returns += rewards
-        finished_returns += list(episode_returns[ended])
-        episode_returns[ended] = 0.0
-        state = zero_where(state, ended)
-        frames = next_frames
-        env_step += num_envs
-        progress.update(num_envs)
+            # One update per update_every steps from the end of the warm-up on.
+            updates_due = max(0, (env_step - first_update) // update_every + 1)
+            if updates_due > session_updates:
+                if buffer.num_episodes == 0:
+                    raise ConfigError(f"no episode ended during the {warmup_steps} warm-up steps; "
+                                      f"raise warmup_steps")
+                for _ in range(updates_due - session_updates):
+                    batch = buffer.sample(batch_size)                          # [B, T, ...] numpy
+                    losses.append(float(update(rl_loss.distribute_batch(strategy, batch))))
+                session_updates = updates_due
+                sync_actor()
 
-        # One update per update_every steps from the end of the warm-up on.
-        updates_due = max(0, (env_step - first_update) // update_every + 1)
-        if updates_due > session_updates:
-            if buffer.num_episodes == 0:
-                raise ConfigError(f"no episode ended during the {warmup_steps} warm-up steps; "
-                                  f"raise warmup_steps")
-            for _ in range(updates_due - session_updates):
-                batch = buffer.sample(batch_size)                          # [B, T, ...] numpy
-                losses.append(float(update(rl_loss.distribute_batch(strategy, batch))))
-            session_updates = updates_due
-            sync_actor()
+            if env_step - log_step >= log_every or env_step >= num_iters:
+                scalars = {"epsilon": epsilon, "updates": start_updates + session_updates,
+                           "steps_per_second": (env_step - log_step) / (time.time() - log_time)}
+                if losses:
+                    scalars["loss"] = np.mean(losses)
+                if finished_returns:  # per life, clipped rewards
+                    scalars["episode_return"] = np.mean(finished_returns)
+                metrics.scalars("train", scalars, env_step)
+                losses, finished_returns, log_step, log_time = [], [], env_step, time.time()
 
-        if env_step - log_step >= log_every or env_step >= num_iters:
-            scalars = {"epsilon": epsilon, "updates": start_updates + session_updates,
-                       "steps_per_second": (env_step - log_step) / (time.time() - log_time)}
-            if losses:
-                scalars["loss"] = np.mean(losses)
-            if finished_returns:  # per life, clipped rewards
-                scalars["episode_return"] = np.mean(finished_returns)
-            metrics.scalars("train", scalars, env_step)
-            losses, finished_returns, log_step, log_time = [], [], env_step, time.time()
-
-        if env_step >= next_eval or env_step >= num_iters:
-            if run_dir:
+            due = env_step >= next_eval or env_step >= num_iters
+            if due and run_dir:
                 returns = greedy_returns(act, actor, env, noise_type,
                                          env_seeds(seed, eval_episodes, EVAL_SEEDS),
                                          eval_time_limit, async_envs)
                 stats = metrics.evaluation(env_step, returns)
                 progress.write(f"step {env_step}: eval return {stats['mean']:.1f} "
                                f"+- {stats['std']:.1f} ({eval_episodes} episodes)")
-            counters["env_step"].assign(env_step)
-            counters["updates"].assign(start_updates + session_updates)
-            save.save(checkpoint_number=env_step)
-            next_eval = (env_step // eval_every + 1) * eval_every
+            timed = stop and (stop.received or time.time() - last_save >= 60 * save_every_mins)
+            if due or timed:
+                counters["env_step"].assign(env_step)
+                counters["updates"].assign(start_updates + session_updates)
+                save.save(checkpoint_number=env_step)
+                last_save = time.time()
+                next_eval = (env_step // eval_every + 1) * eval_every
+            if stop and stop.received:
+                progress.close()
+                envs.close()
+                print(f"{stop.received}: stopped at step {env_step}, saved in "
+                      f"{save.latest_checkpoint}; resume with:\n"
+                      f"  {runs.resume_command(_run, run_dir)}")
+                raise runs.Stopped()
 
     progress.close()
     envs.close()
@@ -762,7 +776,7 @@ def evaluate(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, num
 
 def main(argv):
     check_named_configs(argv)
-    ex.run_commandline(argv)
+    runs.run_commandline(ex, argv)
 
 
 if __name__ == "__main__":

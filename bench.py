@@ -250,7 +250,7 @@ def permakey_row(precision, batch_size=BATCH["permakey"]):
     train_step, _ = pkey_train.loss_steps(model, runs.inverse_time_adam(2e-4, 10_000, 0.85),
                                           precision)
     frames, _ = synthetic_frames()
-    dataset = preprocess.frame_dataset(frames, batch_size, "none", shuffle=True, seed=0).repeat()
+    dataset = preprocess.frame_dataset(frames, batch_size, "none", seed=0, epoch=1).repeat()
     figures = {
         "gflop_per_step": 3 * forward_flops(
             lambda images: ul_loss.permakey_losses(model, images, True)[0], spec) / 1e9,
@@ -274,7 +274,7 @@ def transporter_row(precision, batch_size=BATCH["transporter"]):
         model, runs.inverse_time_adam(2e-4, 30_000, 0.9), precision)
     frames, episode = synthetic_frames()
     dataset = preprocess.pair_dataset(frames, episode, batch_size, "none", 100 * batch_size,
-                                      shuffle=True, seed=0).repeat()
+                                      seed=0, epoch=1).repeat()
     figures = {
         "gflop_per_step": 3 * forward_flops(
             lambda a, b: ul_loss.transporter_losses(model, a, b, True)[0], spec, spec) / 1e9,

@@ -12,18 +12,18 @@ gradients between the parts.
 """
 import os
 
+import runs  # first: TensorFlow then starts without its start-up chatter (runs.import_tensorflow)
 import tensorflow as tf
 from sacred import Experiment
 
 import plots
 import preprocess
 import kpt_metrics
-import runs
 import ul_loss
 import vision_modules
 from runs import ConfigError, one_line_errors
 
-ex = Experiment("permakey", save_git_info=False)
+ex = runs.quiet_experiment(Experiment("permakey", save_git_info=False))
 EXP_ROOT = "permakey_exp"
 
 
@@ -53,6 +53,8 @@ def config():
     seed = 0  # initialisation, shuffling, distractors
     data_seed = 0  # the random-policy games of the generated dataset
     resume_dir = None  # a run folder to continue from its last checkpoint
+    save_every_mins = 10  # also save the resumable checkpoint this often within an epoch
+    keep_epochs = 0  # ckpt_epochs/: weights of improving epochs plus the last this many (-1: all)
     exp_root = EXP_ROOT
     run_dir = None  # evaluate: the run folder to load
     ckpt = "best"  # evaluate: best | last | an epoch number
@@ -71,8 +73,10 @@ def config():
 
 @ex.named_config
 def quick():
-    """A short MsPacman run for a laptop CPU: small data, 240 steps at batch 8, a higher
-    learning rate. The README says how long it takes and what it reaches."""
+    # A short MsPacman run for a laptop CPU: small data (in its own folder, beside the
+    # paper-sized data), 240 steps at batch 8, a higher learning rate. The README says
+    # how long it takes and what it reaches.
+    data_dir = os.path.join(preprocess.DEFAULT_DATA_DIR, "quick")
     num_frames = 5_000
     num_eval_frames = 320
     batch_size = 8
@@ -116,7 +120,8 @@ def loss_steps(model, optimizer, precision="float32"):
 @ex.main
 @one_line_errors
 def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir, seed,
-          learning_rate, decay_steps, decay_rate, precision, metrics_every):
+          learning_rate, decay_steps, decay_rate, precision, metrics_every, save_every_mins,
+          keep_epochs):
     """Train PermaKey, keep the best checkpoint by validation LSP + PointNet loss, test it."""
     spec = model_spec()
     precision = runs.resolve_precision(precision)
@@ -128,7 +133,8 @@ def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir
                                ("lsp", "pnet"), write_examples, resume_dir, probe=keypoint_probe(),
                                metrics_every=metrics_every, epochs=epochs,
                                max_patience=max_patience, steps_per_epoch=steps_per_epoch,
-                               valid_batches=valid_batches)
+                               valid_batches=valid_batches, save_every_mins=save_every_mins,
+                               keep_epochs=keep_epochs)
 
 
 def keypoint_outputs(model, images):
@@ -198,4 +204,4 @@ def compare_kpts(_run, env, num_keypoints, noise_type, pkey_fname, pkey_epoch, t
 
 
 if __name__ == "__main__":
-    ex.run_commandline()
+    runs.run_commandline(ex)

@@ -11,8 +11,10 @@ Command line (Sacred, like the training scripts):
     python preprocess.py generate with env=mspacman num_frames=100000
     python preprocess.py convert with env=mspacman npz_dir=PATH/TO/AUTHORS/DATA
 """
+import functools
 import glob
 import os
+import sys
 
 import gymnasium as gym
 import h5py
@@ -20,7 +22,7 @@ import numpy as np
 from sacred import Experiment
 from tqdm import tqdm
 
-from runs import ConfigError, atomic_path, one_line_errors
+from runs import ConfigError, atomic_path, one_line_errors, quiet_experiment
 
 ALE_IDS = {
     "mspacman": "MsPacman",
@@ -308,18 +310,62 @@ def generation_attrs(env, split, num_frames, seed):
             "source": "random_policy", "version": DATASET_VERSION}
 
 
-def reusable(path, attrs):
-    """True if `path` holds the data these attrs describe, or data the user converted."""
-    if not os.path.isfile(path):
-        return False
+def file_attrs(path):
+    """(attrs, None) of a readable split file, or (None, what is wrong with it)."""
     try:
         with h5py.File(path, "r") as f:
-            have = dict(f.attrs)
-    except Exception:
-        return False  # damaged: regenerate over it
+            if "frames" not in f:
+                return None, "it has no frames"
+            return dict(f.attrs), None
+    except Exception as e:  # h5py raises OSError, KeyError or RuntimeError for damaged files
+        return None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'}"
+
+
+def converted_here(data_dir, env):
+    """True if any split file of `env` in `data_dir` holds converted authors' data."""
+    for split in SPLITS:
+        path = split_path(data_dir, env, split)
+        attrs = file_attrs(path)[0] if os.path.isfile(path) else None
+        if attrs and attrs.get("source") == "authors_npz":
+            return True
+    return False
+
+
+def reusable(path, attrs):
+    """Whether the split file at `path` can serve a dataset described by `attrs`.
+
+    True for the same generated data or for data converted from the authors' files;
+    False for a missing file, and for a damaged generated one after saying so in one
+    line (it is then regenerated). A ConfigError (one line, nothing written) for a
+    readable file of other data (size, seed, version): the user's data is never replaced
+    silently; and for a damaged file beside converted authors' data.
+    """
+    if not os.path.isfile(path):
+        return False
+    have, damage = file_attrs(path)
+    data_dir, env = os.path.dirname(os.path.dirname(path)), attrs["env"]
+    if damage:
+        if converted_here(data_dir, env):
+            raise ConfigError(f"data file {path} is damaged ({damage}) and holds converted authors' "
+                              f"data; re-convert: delete {os.path.dirname(path)} and run python "
+                              f"preprocess.py convert with env={env} npz_dir=...")
+        print(f"data file {path} is damaged ({damage}); generating it again", file=sys.stderr)
+        return False
     if have.get("source") == "authors_npz":
         return True
-    return all(have.get(k) == v for k, v in attrs.items())
+    wanted = {k: attrs[k] for k in ("num_frames", "seed", "version")}
+    found = {k: have.get(k) for k in wanted}
+    if found != wanted:
+        raise ConfigError(
+            f"data file {path} holds other data ({describe_attrs(found)}) than this run asks for "
+            f"({describe_attrs(wanted)}); keep both by giving another data_dir, or delete "
+            f"{os.path.dirname(path)} to generate it again")
+    return True
+
+
+def describe_attrs(attrs):
+    """'5000 frames, data_seed 0, version 1' from split-file attrs."""
+    return f"{attrs['num_frames']} frames, data_seed {attrs['seed']}, version {attrs['version']}"
 
 
 def check_data_dir(data_dir):
@@ -343,12 +389,15 @@ def generate_dataset(env, data_dir=DEFAULT_DATA_DIR, num_frames=100_000, num_eva
     env = canonical_env(env)
     check_data_dir(data_dir)
     os.makedirs(os.path.join(data_dir, env), exist_ok=True)
-    paths = {}
-    for index, (split, size) in enumerate(split_sizes(num_frames, num_eval_frames).items()):
-        path = paths[split] = split_path(data_dir, env, split)
-        attrs = generation_attrs(env, split, size, seed)
-        if reusable(path, attrs):
+    sizes = split_sizes(num_frames, num_eval_frames)
+    paths = {split: split_path(data_dir, env, split) for split in sizes}
+    # decide for all three files before writing any, so that a refusal leaves nothing changed
+    missing = [split for split in sizes
+               if not reusable(paths[split], generation_attrs(env, split, sizes[split], seed))]
+    for index, (split, size) in enumerate(sizes.items()):
+        if split not in missing:
             continue
+        path, attrs = paths[split], generation_attrs(env, split, size, seed)
         split_seed = seed * len(SPLITS) + index
         arrays = play_random(env, size, split_seed, episode_offset=index * 1_000_000,
                              desc=f"{env} {split}")
@@ -376,6 +425,11 @@ def convert_npz(npz_dir, env, data_dir=DEFAULT_DATA_DIR):
         if not found:
             raise ConfigError(f"no npz files in {os.path.join(npz_dir, split, gym_id(env))}; "
                               f"expected the authors' layout <npz_dir>/{{train,test}}/{gym_id(env)}/*.npz")
+    existing = [split_path(data_dir, env, split) for split in SPLITS
+                if os.path.exists(split_path(data_dir, env, split))]
+    if existing:
+        raise ConfigError(f"{existing[0]} exists; converting would replace it: delete "
+                          f"{os.path.dirname(existing[0])} first, or give another data_dir")
     half = (len(files["test"]) + 1) // 2
     groups = {"train": files["train"], "valid": files["test"][:half], "test": files["test"][half:]}
     os.makedirs(os.path.join(data_dir, env), exist_ok=True)
@@ -427,28 +481,36 @@ def sample_pairs(starts, count, rng, window=PAIR_WINDOW):
 
 
 def frames_loader(frames, noise_type, seed):
-    """A function: int index array -> float32 frames in [0, 1], distractors drawn afresh."""
-    rng = np.random.default_rng(seed)
+    """A function (indices [B], key...) -> float32 frames [B, 84, 84, 3] in [0, 1]; the
+    distractors are drawn from a generator seeded by (seed, *key), so a batch looks the same
+    however often, and from wherever, its dataset is read."""
 
-    def load(indices):  # [B] -> [B, 84, 84, 3]
+    def load(indices, *key):
+        rng = np.random.default_rng((seed,) + tuple(int(k) for k in key))
         return add_distractors(frames[indices], noise_type, rng).astype(np.float32) / 255.0
 
     return load
 
 
-def frame_dataset(frames, batch_size, noise_type, shuffle, seed):
-    """Single frames [B, 84, 84, 3] for PermaKey; a reshuffled epoch per iteration if `shuffle`."""
+def frame_dataset(frames, batch_size, noise_type, seed, epoch=None, start=0):
+    """Single frames [B, 84, 84, 3] for PermaKey, from batch `start` on.
+
+    epoch None: the frames in order (valid/test). An epoch number: that epoch's own
+    permutation of the frames, seeded by (seed, epoch), so that a run resumed in the
+    middle of an epoch reads the same batches as one that never stopped.
+    """
     import tensorflow as tf
     load = frames_loader(frames, noise_type, seed)
+    order = (np.arange(len(frames)) if epoch is None
+             else np.random.default_rng((seed, epoch)).permutation(len(frames)))
 
-    def gather(indices):
-        batch = tf.numpy_function(load, [indices], tf.float32)
+    def gather(b):
+        batch = tf.numpy_function(
+            lambda b: load(order[b * batch_size:(b + 1) * batch_size], epoch or 0, b), [b],
+            tf.float32)
         return tf.ensure_shape(batch, (batch_size,) + frames.shape[1:])
 
-    indices = tf.data.Dataset.range(len(frames))
-    if shuffle:
-        indices = indices.shuffle(len(frames), seed=seed, reshuffle_each_iteration=True)
-    return indices.batch(batch_size, drop_remainder=True).map(gather).prefetch(2)
+    return tf.data.Dataset.range(start, len(frames) // batch_size).map(gather).prefetch(2)
 
 
 def spread_batches(dataset, num_batches):
@@ -461,38 +523,41 @@ def spread_batches(dataset, num_batches):
         num_batches)
 
 
-def pair_dataset(frames, episode, batch_size, noise_type, num_pairs, shuffle, seed):
-    """Frame pairs ([B, 84, 84, 3], [B, 84, 84, 3]) for Transporter (SPEC section 1).
+def pair_dataset(frames, episode, batch_size, noise_type, num_pairs, seed, epoch=None, start=0):
+    """Frame pairs ([B, 84, 84, 3], [B, 84, 84, 3]) for Transporter (SPEC section 1), from
+    batch `start` on.
 
-    Training (`shuffle`) draws fresh pairs every epoch; valid/test use one fixed
-    seeded set of pairs so that their losses compare across epochs.
+    epoch None (valid/test): one fixed seeded set of pairs, so that losses compare across
+    epochs. An epoch number (training): fresh pairs every epoch, each batch's drawn from
+    (seed, epoch, batch), so that a resumed epoch reads the same pairs.
     """
     import tensorflow as tf
     starts = window_starts(episode)
-    rng = np.random.default_rng(seed)
     load = frames_loader(frames, noise_type, seed + 1)
     num_batches = num_pairs // batch_size
-    fixed = None if shuffle else sample_pairs(starts, num_batches * batch_size, rng)
+    fixed = (None if epoch is not None
+             else sample_pairs(starts, num_batches * batch_size, np.random.default_rng(seed)))
 
     def load_pair(b):  # batch number -> two frame batches [B, 84, 84, 3]
         if fixed is None:
-            t1, t2 = sample_pairs(starts, batch_size, rng)
+            t1, t2 = sample_pairs(starts, batch_size, np.random.default_rng((seed, epoch, b)))
         else:
             t1, t2 = (t[b * batch_size:(b + 1) * batch_size] for t in fixed)
-        return load(t1), load(t2)
+        return load(t1, epoch or 0, b, 1), load(t2, epoch or 0, b, 2)
 
     def gather(b):
         pair = tf.numpy_function(load_pair, [b], (tf.float32, tf.float32))
         return tuple(tf.ensure_shape(x, (batch_size,) + frames.shape[1:]) for x in pair)
 
-    return tf.data.Dataset.range(num_batches).map(gather).prefetch(2)
+    return tf.data.Dataset.range(start, num_batches).map(gather).prefetch(2)
 
 
 def get_datasets(env, kind="frames", data_dir=DEFAULT_DATA_DIR, batch_size=32, noise_type="none",
                  num_frames=100_000, num_eval_frames=None, num_pairs=100_000, seed=0, data_seed=0):
-    """Train/valid/test tf.data datasets for keypoint training; generates missing files first.
+    """Keypoint-training data; generates missing files first.
 
-    kind "frames": batches of single frames (PermaKey). kind "pairs": batches of
+    "valid" and "test" are tf.data datasets; "train" is a function (epoch, start=0) ->
+    that epoch's tf.data dataset from batch `start` on (see frame_dataset). kind "frames": batches of single frames (PermaKey). kind "pairs": batches of
     frame pairs (Transporter); `num_pairs` per training epoch, and a tenth of it
     (at least one batch) for valid and test. `data_seed` seeds the generated games,
     `seed` the shuffling, pair sampling and distractors.
@@ -504,26 +569,28 @@ def get_datasets(env, kind="frames", data_dir=DEFAULT_DATA_DIR, batch_size=32, n
     datasets = {}
     for index, (split, path) in enumerate(paths.items()):
         arrays, _ = read_h5(path, ("frames", "episode"))
-        frames, shuffle, split_seed = arrays["frames"], split == "train", seed * len(SPLITS) + index
+        frames, split_seed = arrays["frames"], seed * len(SPLITS) + index
+        training = split == "train"
         if len(frames) < batch_size:
             raise ConfigError(f"{path} has {len(frames)} frames, fewer than one batch of {batch_size}; "
                               f"generate more (num_frames) or lower batch_size")
         if kind == "frames":
-            datasets[split] = frame_dataset(frames, batch_size, noise_type, shuffle, split_seed)
+            args = (frames, batch_size, noise_type, split_seed)
+            datasets[split] = functools.partial(frame_dataset, *args) if training else frame_dataset(*args)
             continue
         if len(window_starts(arrays["episode"])) == 0:
             raise ConfigError(f"{path} has no episode of {PAIR_WINDOW} frames for Transporter pairs; "
                               f"generate more frames (num_frames)")
-        pairs = num_pairs if shuffle else max(num_pairs // 10, batch_size)
-        datasets[split] = pair_dataset(frames, arrays["episode"], batch_size, noise_type, pairs,
-                                       shuffle, split_seed)
+        args = (frames, arrays["episode"], batch_size, noise_type,
+                num_pairs if training else max(num_pairs // 10, batch_size), split_seed)
+        datasets[split] = functools.partial(pair_dataset, *args) if training else pair_dataset(*args)
     return datasets
 
 
 # ----------------------------------------------------------------------------
 # Command line
 
-ex = Experiment("preprocess", save_git_info=False)
+ex = quiet_experiment(Experiment("preprocess", save_git_info=False))
 
 
 @ex.config

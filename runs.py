@@ -13,9 +13,89 @@ import json
 import math
 import os
 import pathlib
+import signal
 import sys
+import tempfile
+import threading
+import time
 
 from sacred.observers import FileStorageObserver
+
+
+# ----------------------------------------------------------------------------
+# A quiet console
+
+# TensorFlow's start-up lines that say nothing to a user of this repository (printed by its
+# C++ runtime before logging is set up, so TF_CPP_MIN_LOG_LEVEL does not hide them).
+STARTUP_NOISE = ("absl::InitializeLog", "cuda drivers", "cuInit", "oneDNN custom operations",
+                 "cpu_feature_guard", "rebuild TensorFlow with the appropriate compiler flags",
+                 "Unable to register cu", "TF-TRT Warning", "computation_placer", "cuda_blas",
+                 "cuda_dnn", "cuda_fft")
+# Config entries that take a checkpoint name or an epoch number: best, last, 15.
+CHECKPOINT_KEYS = ("ckpt", "pkey_epoch", "tp_epoch", "vis_load")
+
+
+def import_tensorflow():
+    """Import TensorFlow with its start-up lines filtered out of stderr (other lines pass),
+    and say in one line which GPUs it uses, if any. Returns the module."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+            gpus = tf.config.list_physical_devices("GPU")  # CUDA initialises (and complains) here
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                if line.strip() and not any(noise in line for noise in STARTUP_NOISE):
+                    sys.stderr.write(line)
+    import logging
+    logging.getLogger("absl").setLevel(logging.WARNING)  # "Sharding callback duration" per save
+    if gpus:
+        details = [tf.config.experimental.get_device_details(gpu) for gpu in gpus]
+        print("TensorFlow uses " + ", ".join(
+            f"{gpu.name.split(':', 1)[1]} ({d.get('device_name', '?')}, compute "
+            f"{'.'.join(map(str, d.get('compute_capability', ('?',))))})"
+            for gpu, d in zip(gpus, details)))
+    return tf
+
+
+class QuietConfigWarnings:
+    """A logging filter for Sacred's config warnings that are expected: the docstring of a
+    named config, and `ckpt=15` replacing the default "best" (CHECKPOINT_KEYS)."""
+
+    def filter(self, record):
+        message = record.getMessage()
+        if message.startswith("Added new config entry") and '"__doc__"' in message:
+            return False
+        return not (message.startswith("Changed type of config entry") and
+                    any(f'"{key}" from str to int' in message for key in CHECKPOINT_KEYS))
+
+
+def quiet_experiment(ex):
+    """Give a Sacred experiment its usual console logger, without the expected config
+    warnings (QuietConfigWarnings)."""
+    import logging
+    logger = logging.getLogger()  # Sacred's default: the root logger, "LEVEL - name - message"
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s - %(name)s - %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    if not any(isinstance(f, QuietConfigWarnings) for f in logger.filters):
+        logger.addFilter(QuietConfigWarnings())
+    ex.logger = logger
+    return ex
+
+
+import_tensorflow()  # at import: scripts import runs before anything imports TensorFlow
 
 
 class ConfigError(ValueError):
@@ -44,7 +124,9 @@ def one_line_errors(fn):
 
 
 class RunFolderObserver(FileStorageObserver):
-    """FileStorageObserver whose folder is chosen from the command and the config.
+    """FileStorageObserver whose folder is chosen from the command and the config, and made
+    only once the command asks for it (run_dir_of): a run stopped by a config error before
+    then leaves no folder and uses up no run id.
 
     `folder_for(command, config)` returns (base, exact): with `exact` False the run
     gets a new numbered folder inside `base`; with `exact` True it writes into
@@ -53,26 +135,53 @@ class RunFolderObserver(FileStorageObserver):
     """
 
     def __init__(self, folder_for):
-        super().__init__(os.curdir)  # the real folder is chosen per run, in started_event
+        super().__init__(os.curdir)  # the real folder is chosen per run, in start()
         self.folder_for = folder_for
+        self.pending = None
+        self.lock = threading.Lock()  # Sacred's heartbeat thread calls the events too
 
     def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
-        base, self.exact = self.folder_for(command, config)
-        self.basedir = os.path.dirname(os.path.abspath(base)) if self.exact else base
-        self.exact_dir = os.path.abspath(base)
-        self.source_dir = pathlib.Path(self.basedir, "_sources")
-        self.resource_dir = pathlib.Path(self.basedir, "_resources")
-        run_id = super().started_event(ex_info, command, host_info, start_time, config,
-                                       meta_info, _id)
-        if self.exact:
-            self.saved_metrics = read_json(os.path.join(self.dir, "metrics.json"), default={})
-        return run_id
+        self.dir, self.pending = None, (ex_info, command, host_info, start_time, config,
+                                        meta_info, _id)
+        return _id
+
+    def start(self):
+        """Make the run folder and write Sacred's files into it (once); returns the folder."""
+        with self.lock:
+            if self.pending is not None:
+                ex_info, command, host_info, start_time, config, meta_info, _id = self.pending
+                self.pending = None
+                base, self.exact = self.folder_for(command, config)
+                self.basedir = os.path.dirname(os.path.abspath(base)) if self.exact else base
+                self.exact_dir = os.path.abspath(base)
+                self.source_dir = pathlib.Path(self.basedir, "_sources")
+                self.resource_dir = pathlib.Path(self.basedir, "_resources")
+                super().started_event(ex_info, command, host_info, start_time, config,
+                                      meta_info, _id)
+            return self.dir
 
     def _make_run_dir(self, _id):
         if not self.exact:
             return super()._make_run_dir(_id)
         os.makedirs(self.exact_dir, exist_ok=True)
         self.dir = self.exact_dir
+
+    def _when_started(name):  # noqa: N805 (a decorator factory used in the class body)
+        def event(self, *args, **kwargs):
+            with self.lock:
+                if self.dir is not None:
+                    return getattr(FileStorageObserver, name)(self, *args, **kwargs)
+        event.__name__ = name
+        return event
+
+    heartbeat_event = _when_started("heartbeat_event")
+    completed_event = _when_started("completed_event")
+    interrupted_event = _when_started("interrupted_event")
+    failed_event = _when_started("failed_event")
+    resource_event = _when_started("resource_event")
+    artifact_event = _when_started("artifact_event")
+    log_metrics = _when_started("log_metrics")
+    del _when_started
 
 
 def read_json(path, default=None):
@@ -110,8 +219,11 @@ def numpy_scalar(value):
 
 
 def run_dir_of(_run):
-    """The folder this Sacred run writes to (None when run without an observer)."""
+    """The folder this Sacred run writes to, made now if it does not exist yet (None when
+    run without an observer). Call it once the config has been checked."""
     for obs in _run.observers:
+        if isinstance(obs, RunFolderObserver):
+            return obs.start()
         if isinstance(obs, FileStorageObserver) and obs.dir:
             return obs.dir
     return None
@@ -163,15 +275,94 @@ def checkpoint_path(run_dir, which="best"):
 # The fit loop of the keypoint models
 
 
-def fit(train_step, eval_step, datasets, checkpoint, run_dir, _run, epochs, max_patience,
-        select, steps_per_epoch=None, valid_batches=None, probe=None, metrics_every=None):
+class Stopped(KeyboardInterrupt):
+    """Training stopped on SIGTERM or SIGINT after saving; Sacred marks the run INTERRUPTED
+    and run_commandline exits with status 0."""
+
+
+def run_commandline(ex, argv=None):
+    """ex.run_commandline(argv), exiting with status 0 when training stopped cleanly on a signal."""
+    try:
+        ex.run_commandline(argv)
+    except Stopped:
+        sys.exit(0)
+
+
+class StopSignals:
+    """Within the block, SIGTERM and SIGINT set `received` (the signal's name) instead of
+    killing the process, so that the loop can finish its step and save; a second signal
+    interrupts at once. Outside the main thread no handler is installed."""
+
+    def __enter__(self):
+        self.received, self.previous = None, {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.previous[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def handle(self, signum, frame):
+        if self.received:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc_info):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def resume_command(_run, run_dir):
+    """The command line that continues this run: its script and config updates, resume_dir."""
+    updates = [u for u in _run.meta_info.get("options", {}).get("UPDATE", [])
+               if not u.startswith("resume_dir=")]
+    script = os.path.basename(_run.experiment_info.get("mainfile") or sys.argv[0])
+    return " ".join(["python", script, "with", *updates, f"resume_dir={run_dir}"])
+
+
+def epochs_to_keep(improved_epochs, last_epoch, keep_epochs):
+    """Epoch numbers whose weights ckpt_epochs/ keeps: every epoch that improved validation,
+    and the last `keep_epochs` epochs (-1: all of them)."""
+    if keep_epochs < 0:
+        return set(range(1, last_epoch + 1))
+    return set(improved_epochs) | set(range(max(last_epoch - keep_epochs, 0) + 1, last_epoch + 1))
+
+
+def folder_size(path):
+    """Bytes in the files under `path`."""
+    return sum(os.path.getsize(os.path.join(folder, name))
+               for folder, _, names in os.walk(path) for name in names)
+
+
+def drop_metrics_after(run_dir, step):
+    """Remove metrics.json entries logged after `step` (a run resumed from an earlier
+    checkpoint logs those steps again)."""
+    path = os.path.join(run_dir, "metrics.json")
+    metrics = read_json(path, {})
+    for entry in metrics.values():
+        keep = [i for i, s in enumerate(entry["steps"]) if s <= step]
+        for key in ("values", "steps", "timestamps"):
+            entry[key] = [entry[key][i] for i in keep]
+    if metrics:
+        write_json(path, metrics)
+
+
+def fit(train_step, eval_step, datasets, model, optimizer, run_dir, _run, epochs, max_patience,
+        select, steps_per_epoch=None, valid_batches=None, probe=None, metrics_every=None,
+        save_every_mins=10, keep_epochs=0):
     """Train with validation every epoch, best checkpoint, early stopping and resume.
 
     train_step(batch) / eval_step(batch) return dicts of scalar losses; `select` names
-    the validation losses whose sum picks the best checkpoint. `checkpoint` is a
-    tf.train.Checkpoint holding the model and optimizer; this function adds the epoch
-    and the early-stopping state to it. A non-finite training loss stops the run with
-    a one-line error and leaves the last good checkpoints untouched.
+    the validation losses whose sum picks the best checkpoint. datasets["train"](epoch,
+    start) gives an epoch's batches from batch `start` on (preprocess.get_datasets).
+    The resumable checkpoint holds the model, the optimizer (if any), the epoch, the batch
+    within it, and the early-stopping state.
+
+    Checkpoints: ckpt_last/ holds one resumable checkpoint, saved at every epoch end,
+    every `save_every_mins` minutes and on SIGTERM/SIGINT (after which the run stops with
+    the command that resumes it); ckpt_best/ the weights of the best epoch; ckpt_epochs/
+    the weights of every epoch that improved validation and of the last `keep_epochs`
+    (-1: all). A resumed run continues from the saved batch of its epoch, reading the
+    same batches as a run that never stopped. A non-finite training loss stops the run
+    with a one-line error and leaves the last good checkpoints untouched.
 
     probe() -> dict of keypoint metrics (kpt_metrics.split_probe), when given, runs at
     every epoch end and, with `metrics_every`, every that many steps; its values are
@@ -181,18 +372,20 @@ def fit(train_step, eval_step, datasets, checkpoint, run_dir, _run, epochs, max_
     from tqdm import tqdm
 
     state = {"epoch": tf.Variable(0, dtype=tf.int64), "step": tf.Variable(0, dtype=tf.int64),
+             "batch": tf.Variable(0, dtype=tf.int64),  # batches of the current epoch done
              "best": tf.Variable(math.inf, dtype=tf.float64),
-             "patience": tf.Variable(0, dtype=tf.int64)}
-    for name, var in state.items():
-        setattr(checkpoint, name, var)
-    managers = {which: tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, f"ckpt_{which}"), 1)
-                for which in ("last", "best")}
-    epoch_manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "ckpt_epochs"), None,
-                                               checkpoint_name="ckpt")
-    if managers["last"].latest_checkpoint:
-        checkpoint.restore(managers["last"].latest_checkpoint)
-        print(f"resumed from {managers['last'].latest_checkpoint} at epoch {int(state['epoch'])}, "
-              f"step {int(state['step'])}")
+             "patience": tf.Variable(0, dtype=tf.int64),
+             "improved": tf.Variable("")}  # epochs that improved validation: "1 2 5"
+    checkpoint = tf.train.Checkpoint(model=model, **state,
+                                     **({"optimizer": optimizer} if optimizer else {}))
+    last = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "ckpt_last"), 1)
+    weights = tf.train.Checkpoint(model=model)
+    best = tf.train.CheckpointManager(weights, os.path.join(run_dir, "ckpt_best"), 1)
+    if last.latest_checkpoint:
+        checkpoint.restore(last.latest_checkpoint)
+        drop_metrics_after(run_dir, int(state["step"]))
+        print(f"resumed from {last.latest_checkpoint} at epoch {int(state['epoch']) + 1}, "
+              f"batch {int(state['batch'])} (step {int(state['step'])})")
     writer = tf.summary.create_file_writer(os.path.join(run_dir, "tb"))
     keypoints = (None, {})  # (step, metrics) of the last probe
 
@@ -202,40 +395,66 @@ def fit(train_step, eval_step, datasets, checkpoint, run_dir, _run, epochs, max_
                 _run.log_scalar(f"{prefix}.{name}", value, step)
                 tf.summary.scalar(f"{prefix}/{name}", value)
 
-    while int(state["epoch"]) < epochs and int(state["patience"]) < max_patience:
-        epoch = int(state["epoch"]) + 1
-        batches = datasets["train"].take(steps_per_epoch) if steps_per_epoch else datasets["train"]
-        for batch in tqdm(batches, desc=f"epoch {epoch}", unit="step", leave=False):
-            losses = {k: float(v) for k, v in train_step(batch).items()}
-            step = int(state["step"].assign_add(1))
-            bad = [k for k, v in losses.items() if not math.isfinite(v)]
-            if bad:
-                raise ConfigError(f"non-finite loss at step {step}: {bad[0]}={losses[bad[0]]} "
-                                  f"(all: {losses}); last good checkpoint kept in {run_dir}")
-            if step % 10 == 0:
-                log("train", losses, step)
-            if probe and metrics_every and step % metrics_every == 0:
+    def save_last():
+        started = time.time()
+        last.save(checkpoint_number=int(state["step"]))
+        return started
+
+    with StopSignals() as stop:
+        last_save = time.time()
+        while int(state["epoch"]) < epochs and int(state["patience"]) < max_patience:
+            epoch, start = int(state["epoch"]) + 1, int(state["batch"])
+            batches = datasets["train"](epoch, start)
+            total = min(steps_per_epoch or math.inf, start + int(batches.cardinality()))
+            for batch in tqdm(batches.take(total - start), desc=f"epoch {epoch}", unit="step",
+                              initial=start, total=total, leave=False):
+                losses = {k: float(v) for k, v in train_step(batch).items()}
+                step = int(state["step"].assign_add(1))
+                state["batch"].assign_add(1)
+                bad = [k for k, v in losses.items() if not math.isfinite(v)]
+                if bad:
+                    raise ConfigError(f"non-finite loss at step {step}: {bad[0]}={losses[bad[0]]} "
+                                      f"(all: {losses}); last good checkpoint kept in {run_dir}")
+                if step % 10 == 0:
+                    log("train", losses, step)
+                if probe and metrics_every and step % metrics_every == 0:
+                    keypoints = (step, probe())
+                    log("valid", keypoints[1], step)
+                if stop.received or time.time() - last_save >= 60 * save_every_mins:
+                    last_save = save_last()
+                if stop.received:
+                    writer.flush()
+                    print(f"{stop.received}: stopped at epoch {epoch}, batch {int(state['batch'])} "
+                          f"(step {step}), saved in {last.latest_checkpoint}; resume with:\n"
+                          f"  {resume_command(_run, run_dir)}")
+                    raise Stopped()
+            step = int(state["step"])
+            valid = evaluate_losses(eval_step, datasets["valid"], valid_batches)
+            score = sum(valid[k] for k in select)
+            log("valid", dict(valid, selection=score), step)
+            if probe and keypoints[0] != step:
                 keypoints = (step, probe())
                 log("valid", keypoints[1], step)
-        step = int(state["step"])
-        valid = evaluate_losses(eval_step, datasets["valid"], valid_batches)
-        score = sum(valid[k] for k in select)
-        log("valid", dict(valid, selection=score), step)
-        if probe and keypoints[0] != step:
-            keypoints = (step, probe())
-            log("valid", keypoints[1], step)
-        state["epoch"].assign(epoch)
-        improved = score < float(state["best"])
-        state["patience"].assign(0 if improved else int(state["patience"]) + 1)
-        if improved:
-            state["best"].assign(score)
-            managers["best"].save(checkpoint_number=epoch)
-        managers["last"].save(checkpoint_number=epoch)
-        epoch_manager.save(checkpoint_number=epoch)
-        print(f"epoch {epoch}: valid {format_losses(valid)}"
-              f"{' (best)' if improved else ''}"
-              f"{' | keypoints ' + format_keypoint_metrics(keypoints[1]) if probe else ''}")
+            improved = score < float(state["best"])
+            state["epoch"].assign(epoch)
+            state["batch"].assign(0)
+            state["patience"].assign(0 if improved else int(state["patience"]) + 1)
+            if improved:
+                state["best"].assign(score)
+                state["improved"].assign(f"{state['improved'].numpy().decode()} {epoch}".strip())
+                best.save(checkpoint_number=epoch)
+            weights.write(os.path.join(run_dir, "ckpt_epochs", f"ckpt-{epoch}"))
+            improved_epochs = [int(e) for e in state["improved"].numpy().decode().split()]
+            for old in set(range(1, epoch + 1)) - epochs_to_keep(improved_epochs, epoch,
+                                                                   keep_epochs):
+                for path in tf.io.gfile.glob(os.path.join(run_dir, "ckpt_epochs", f"ckpt-{old}.*")):
+                    os.remove(path)
+            last_save = save_last()
+            print(f"epoch {epoch}: valid {format_losses(valid)}"
+                  f"{' (best)' if improved else ''}"
+                  f"{' | keypoints ' + format_keypoint_metrics(keypoints[1]) if probe else ''}")
     writer.flush()
+    print(f"run folder size: {folder_size(run_dir) / 1e6:.0f} MB")
     return state
 
 
@@ -365,10 +584,9 @@ def train_and_test(_run, spec, model, optimizer, data, steps, select, write_exam
         check_model_spec(resume_dir, spec)
     run_dir = run_dir_of(_run)
     write_model_spec(run_dir, spec)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-    fit(*steps, data, checkpoint, run_dir, _run, select=select,
+    fit(*steps, data, model, optimizer, run_dir, _run, select=select,
         probe=probe and (lambda: probe(model)), **fit_args)
-    checkpoint.restore(checkpoint_path(run_dir, "best")).expect_partial()
+    tf.train.Checkpoint(model=model).restore(checkpoint_path(run_dir, "best")).expect_partial()
     test = evaluate_losses(steps[1], data["test"])
     for name, value in test.items():
         _run.log_scalar(f"test.{name}", value)

@@ -11,18 +11,18 @@ transporter_exp/<noise_type>/<env>/<num_keypoints>/<run id>/, laid out as PermaK
 """
 import os
 
+import runs  # first: TensorFlow then starts without its start-up chatter (runs.import_tensorflow)
 import tensorflow as tf
 from sacred import Experiment
 
 import plots
 import preprocess
 import kpt_metrics
-import runs
 import ul_loss
 import vision_modules
 from runs import one_line_errors
 
-ex = Experiment("transporter", save_git_info=False)
+ex = runs.quiet_experiment(Experiment("transporter", save_git_info=False))
 
 
 @ex.config
@@ -48,6 +48,8 @@ def config():
     seed = 0  # initialisation, shuffling, distractors
     data_seed = 0  # the random-policy games of the generated dataset
     resume_dir = None  # a run folder to continue from its last checkpoint
+    save_every_mins = 10  # also save the resumable checkpoint this often within an epoch
+    keep_epochs = 0  # ckpt_epochs/: weights of improving epochs plus the last this many (-1: all)
     exp_root = "transporter_exp"
     run_dir = None  # evaluate: the run folder to load
     ckpt = "best"  # evaluate: best | last | an epoch number
@@ -89,7 +91,8 @@ def loss_steps(model, optimizer, precision="float32"):
 @ex.main
 @one_line_errors
 def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir, seed,
-          learning_rate, decay_steps, decay_rate, precision, metrics_every):
+          learning_rate, decay_steps, decay_rate, precision, metrics_every, save_every_mins,
+          keep_epochs):
     """Train Transporter, keep the best checkpoint by validation reconstruction loss, test it."""
     spec = model_spec()
     precision = runs.resolve_precision(precision)
@@ -101,7 +104,8 @@ def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir
                                ("recon",), write_examples, resume_dir, probe=keypoint_probe(),
                                metrics_every=metrics_every, epochs=epochs,
                                max_patience=max_patience, steps_per_epoch=steps_per_epoch,
-                               valid_batches=valid_batches)
+                               valid_batches=valid_batches, save_every_mins=save_every_mins,
+                               keep_epochs=keep_epochs)
 
 
 @ex.capture
@@ -131,4 +135,4 @@ def evaluate(_run, run_dir, ckpt):
 
 
 if __name__ == "__main__":
-    ex.run_commandline()
+    runs.run_commandline(ex)

@@ -270,9 +270,10 @@ class VAEEncoder(snt.Module):
         return mean, tf.nn.softplus(raw_scale), activations
 
 
-def sample_latent(mean, scale):
-    """Reparameterised sample of N(mean, scale^2): gradients reach mean and scale."""
-    return mean + scale * tf.random.normal(tf.shape(mean))
+def sample_latent(mean, scale, generator):
+    """Reparameterised sample of N(mean, scale^2): gradients reach mean and scale.
+    `generator` (a tf.random.Generator) draws the noise."""
+    return mean + scale * generator.normal(tf.shape(mean))
 
 
 class VAEDecoder(snt.Module):
@@ -485,6 +486,10 @@ class PermaKey(snt.Module):
             for layer, p in zip(lsp_layers, patch_sizes)]
         self.pnet = Keypointer(PERMAKEY_ENCODER_LAYERS, num_keypoints, gauss_std,
                                name="pnet")
+        # The VAE's sampling noise: its state is saved with the model, so a resumed run
+        # draws what an uninterrupted one would. Seeded from the global seed.
+        self.noise = tf.random.Generator.from_seed(
+            int(tf.random.uniform([], 0, 2 ** 31 - 1, tf.int64)))
 
     @property
     def lsp_layers(self):
@@ -522,7 +527,7 @@ class PermaKey(snt.Module):
         """
         dtype = compute_dtype(precision)
         z_mean, z_scale, activations = self.encoder(images, is_training, dtype)
-        z = sample_latent(z_mean, z_scale) if is_training else z_mean
+        z = sample_latent(z_mean, z_scale, self.noise) if is_training else z_mean
         recon = self.decoder(z, is_training, dtype)
         predictions, targets, cell_maps, error_maps = self._local_spatial_prediction(
             activations, is_training, dtype)

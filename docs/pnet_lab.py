@@ -130,7 +130,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", help="PermaKey run folder (needed until the cache exists)")
     p.add_argument("--ckpt", default="best", help="best | last | an epoch number")
-    p.add_argument("--data_dir", default=pp.DEFAULT_DATA_DIR)
+    p.add_argument("--data_dir", default=os.path.join(pp.DEFAULT_DATA_DIR, "quick"))
     p.add_argument("--cache", default="/tmp/pnet_lab_maps.npz")
     p.add_argument("--train_frames", type=int, default=2000)
     p.add_argument("--variants", default="paper", help=f"comma-separated: {', '.join(VARIANTS)}")

@@ -10,6 +10,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import runs  # noqa: E402,F401 (first: TensorFlow starts without its start-up chatter)
 import tensorflow as tf  # noqa: E402
 
 tf.config.set_logical_device_configuration(

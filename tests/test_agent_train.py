@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ import tensorflow as tf
 import agent_train
 import preprocess
 import replay
+import runs
 
 # A random policy (epsilon stays 1) ends a MsPacman life in ~110-190 steps, so a warm-up
 # of 220 steps in one environment stores an episode to sample from.
@@ -164,6 +166,25 @@ def test_two_replica_run_trains(tmp_path, tiny_transporter_run, monkeypatch):
     assert np.isfinite(read_json(run_dir, "metrics.json")["train.loss"]["values"]).all()
 
 
+def test_sigterm_saves_the_agent_and_stops(tmp_path, tiny_transporter_run, monkeypatch, capsys):
+    epsilon_at = agent_train.agent.epsilon_at
+
+    def signalling(step, *args):  # SIGTERM while acting at step 40 of the warm-up
+        if step == 40:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return epsilon_at(step, *args)
+
+    monkeypatch.setattr(agent_train.agent, "epsilon_at", signalling)
+    config = agent_config(tmp_path, tiny_transporter_run[1], "transporter")
+    with pytest.raises(runs.Stopped):
+        agent_train.ex.run(config_updates=config)
+    run_dir = os.path.join(tmp_path, "none", "transporter", "cnn", "mspacman", "1")
+    assert checkpoint_counters(run_dir) == {"env_step": 41, "updates": 0}  # the step finished
+    assert "SIGTERM: stopped at step 41" in capsys.readouterr().out
+    assert read_json(run_dir, "run.json")["status"] == "INTERRUPTED"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 # --------------------------------------------------------------------------------------
 # Bad input: one line each.
 
@@ -188,8 +209,7 @@ def test_bad_training_input_is_one_line(tmp_path, tiny_pkey_run, one_line_error,
     config = dict(agent_config(tmp_path, tiny_pkey_run[1]), **update)
     line = one_line_error(agent_train.ex, "train", config)
     assert line.startswith("error: ") and message in line, line
-    assert not any(files for _, _, files in os.walk(tmp_path / "none" / "permakey" / "cnn")
-                   if "model.json" in files)
+    assert not (tmp_path / "none").exists()  # no run folder for a run that never started
 
 
 def test_unknown_named_config_is_one_line(capsys):

@@ -131,10 +131,13 @@ def test_evaluate_refuses_a_folder_without_checkpoints(tiny_run, tmp_path, one_l
     ({"env": "pong"}, "unknown env 'pong'"),
     ({"noise_type": "snow"}, "unknown noise_type 'snow'"),
 ])
-def test_bad_config_is_one_line(tiny_run, one_line_error, update, message):
+def test_bad_config_is_one_line_and_leaves_no_run_folder(tiny_run, one_line_error, update, message,
+                                                        tmp_path):
     config, _ = tiny_run
-    line = one_line_error(pkey_train.ex, "train", dict(config, **update))
+    exp_root = tmp_path / "permakey_exp"
+    line = one_line_error(pkey_train.ex, "train", dict(config, exp_root=str(exp_root), **update))
     assert line.startswith("error: ") and message in line
+    assert not exp_root.exists()
 
 
 def test_lsp_ablations_build_and_run():

@@ -194,7 +194,7 @@ def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
 def test_frame_batches_are_float_in_unit_range(small_data):
     ds = pp.get_datasets("mspacman", "frames", small_data, batch_size=16, num_frames=1200,
                          num_eval_frames=250, seed=3, data_seed=3)
-    batch = next(iter(ds["train"]))
+    batch = next(iter(ds["train"](1)))
     assert batch.shape == (16, 84, 84, 3) and batch.dtype.name == "float32"
     assert 0.0 <= float(batch.numpy().min()) and float(batch.numpy().max()) <= 1.0
     assert sum(1 for _ in ds["valid"]) == 250 // 16  # drop_remainder
@@ -204,7 +204,7 @@ def test_spread_batches_take_frames_at_even_intervals_across_the_split():
     # Each frame's value is its index: 100 frames in batches of 4 (25 batches); 2
     # batches spread out take every 12th frame instead of frames 0-7.
     frames = np.broadcast_to(np.arange(100, dtype=np.uint8)[:, None, None, None], (100, 2, 2, 1))
-    dataset = pp.frame_dataset(frames, 4, "none", shuffle=False, seed=0)
+    dataset = pp.frame_dataset(frames, 4, "none", seed=0)
     batches = [b.numpy() for b in pp.spread_batches(dataset, 2)]
     indices = np.concatenate([np.round(b[:, 0, 0, 0] * 255) for b in batches])
     assert [b.shape for b in batches] == [(4, 2, 2, 1)] * 2
@@ -215,7 +215,7 @@ def test_spread_batches_take_frames_at_even_intervals_across_the_split():
 def test_noisy_frame_batches_have_bars(small_data):
     ds = pp.get_datasets("mspacman", "frames", small_data, batch_size=8, noise_type="vertical",
                          num_frames=1200, num_eval_frames=250, seed=3, data_seed=3)
-    batch = np.round(next(iter(ds["train"])).numpy() * 255).astype(np.uint8)
+    batch = np.round(next(iter(ds["train"](1))).numpy() * 255).astype(np.uint8)
     assert all(len(bar_columns_and_rows(f)[0]) == 5 for f in batch)
 
 
@@ -234,12 +234,12 @@ def test_pairs_come_from_one_episode_within_the_window(small_data):
 def test_pair_batches_match_dataset_frames(small_data):
     ds = pp.get_datasets("mspacman", "pairs", small_data, batch_size=4, num_frames=1200,
                          num_eval_frames=250, num_pairs=40, seed=3, data_seed=3)
-    a, b = next(iter(ds["train"]))
+    a, b = next(iter(ds["train"](1)))
     assert a.shape == b.shape == (4, 84, 84, 3)
     frames = pp.read_h5(pp.split_path(small_data, "mspacman", "train"))[0]["frames"]
     stored = {f.tobytes() for f in frames}
     assert all(np.round(x * 255).astype(np.uint8).tobytes() in stored for x in a.numpy())
-    assert sum(1 for _ in ds["train"]) == 10
+    assert sum(1 for _ in ds["train"](1)) == 10
     valid_twice = [np.concatenate([p.numpy() for p, _ in ds["valid"]]) for _ in range(2)]
     np.testing.assert_array_equal(*valid_twice)  # fixed pairs for validation
 
@@ -263,6 +263,50 @@ def test_convert_authors_npz(tmp_path):
     assert sorted(set(arrays["episode"])) == [0, 1]
     # converted files are never overwritten by generation
     assert pp.reusable(paths["train"], pp.generation_attrs("mspacman", "train", 100, 0))
+
+
+def test_data_of_other_sizes_is_refused_not_replaced(small_data):
+    paths = [pp.split_path(small_data, "mspacman", split) for split in pp.SPLITS]
+    before = [os.path.getmtime(p) for p in paths]
+    with pytest.raises(ConfigError, match=r"train.h5 holds other data \(1200 frames, data_seed 3, "
+                                          r"version 1\) than this run asks for \(5000 frames, "
+                                          r"data_seed 3, version 1\); keep both by giving another data_dir"):
+        pp.generate_dataset("mspacman", small_data, num_frames=5000, num_eval_frames=250, seed=3)
+    with pytest.raises(ConfigError, match="valid.h5 holds other data"):  # only the eval size differs
+        pp.generate_dataset("mspacman", small_data, num_frames=1200, num_eval_frames=300, seed=3)
+    assert [os.path.getmtime(p) for p in paths] == before  # nothing written
+
+
+def test_damaged_file_is_named_then_generated_again(tmp_path, capsys):
+    paths = pp.generate_dataset("mspacman", str(tmp_path), num_frames=40, num_eval_frames=30)
+    good = pp.read_h5(paths["train"])[0]["frames"]
+    with open(paths["train"], "r+b") as f:
+        f.truncate(os.path.getsize(paths["train"]) // 2)
+    pp.generate_dataset("mspacman", str(tmp_path), num_frames=40, num_eval_frames=30)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert any(line.startswith(f"data file {paths['train']} is damaged (") and
+               line.endswith("); generating it again") for line in lines)
+    np.testing.assert_array_equal(pp.read_h5(paths["train"])[0]["frames"], good)
+
+
+def test_converted_data_is_never_overwritten(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 1), ("test", 2)):
+        folder = tmp_path / "npz" / split / "MsPacmanNoFrameskip-v4"
+        folder.mkdir(parents=True)
+        for i in range(count):
+            np.savez(folder / f"ep{i}.npz", frames=rng.integers(0, 255, (5, 210, 160, 3), np.uint8))
+    data_dir = str(tmp_path / "data")
+    paths = pp.convert_npz(str(tmp_path / "npz"), "mspacman", data_dir)
+    with pytest.raises(ConfigError, match="exists; converting would replace it"):
+        pp.convert_npz(str(tmp_path / "npz"), "mspacman", data_dir)
+    pp.generate_dataset("mspacman", data_dir, num_frames=40)  # converted data of any size is used
+    (tmp_path / "data" / "mspacman" / "train.h5").write_bytes(b"damaged")
+    with pytest.raises(ConfigError, match=r"is damaged \(.*\) and holds converted authors' data; "
+                                          r"re-convert: delete .*mspacman and run python preprocess.py "
+                                          r"convert with env=mspacman npz_dir=\.\.\."):
+        pp.generate_dataset("mspacman", data_dir, num_frames=40)
+    assert open(paths["train"], "rb").read() == b"damaged"  # not replaced
 
 
 # ---------------------------------------------------------------- bad input

@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import signal
 
 import numpy as np
 
@@ -17,12 +18,14 @@ class FakeRun:
 
     def __init__(self):
         self.logged = {}
+        self.meta_info = {"options": {"UPDATE": ["quick", "resume_dir=old"]}}
+        self.experiment_info = {"mainfile": "/repo/pkey_train.py"}
 
     def log_scalar(self, name, value, step=None):
         self.logged.setdefault(name, []).append((step, value))
 
 
-def counting_fit(run_dir, valid_losses, epochs, max_patience=10, nan_at=None):
+def counting_fit(run_dir, valid_losses, epochs, max_patience=10, nan_at=None, **fit_args):
     """fit() on a dummy model whose validation loss follows `valid_losses` per epoch."""
     weight = tf.Variable(0.0)
     steps = {"n": 0}
@@ -36,9 +39,12 @@ def counting_fit(run_dir, valid_losses, epochs, max_patience=10, nan_at=None):
         epoch = int(weight.numpy()) // 2 - 1  # two training steps per epoch
         return {"loss": valid_losses[epoch]}
 
-    data = {"train": tf.data.Dataset.range(2), "valid": tf.data.Dataset.range(1)}
-    state = runs.fit(train_step, eval_step, data, tf.train.Checkpoint(weight=weight), str(run_dir),
-                     FakeRun(), epochs, max_patience, select=("loss",))
+    data = {"train": lambda epoch, start=0: tf.data.Dataset.range(start, 2),
+            "valid": tf.data.Dataset.range(1)}
+    model = tf.Module()
+    model.weight = weight
+    state = runs.fit(train_step, eval_step, data, model, None, str(run_dir), FakeRun(), epochs,
+                     max_patience, select=("loss",), **fit_args)
     return state, weight
 
 
@@ -47,8 +53,23 @@ def test_fit_keeps_best_checkpoint_and_stops_early(tmp_path):
     assert int(state["epoch"]) == 5  # epochs 3, 4, 5 did not improve on epoch 2
     assert float(state["best"]) == 3.0
     assert runs.checkpoint_path(str(tmp_path), "best").endswith("ckpt-2")
-    assert runs.checkpoint_path(str(tmp_path), "last").endswith("ckpt-5")
-    assert runs.checkpoint_path(str(tmp_path), 4).endswith("ckpt-4")
+    assert runs.checkpoint_path(str(tmp_path), "last").endswith("ckpt-10")  # numbered by step
+    # ckpt_epochs keeps the epochs that improved (1, 2), weights only
+    assert sorted(os.listdir(tmp_path / "ckpt_epochs")) == [
+        f"ckpt-{e}.{ext}" for e in (1, 2) for ext in ("data-00000-of-00001", "index")]
+    with pytest.raises(ConfigError, match="has no 4 checkpoint"):
+        runs.checkpoint_path(str(tmp_path), 4)
+    variables = [name for name, _ in tf.train.list_variables(runs.checkpoint_path(str(tmp_path), 2))]
+    assert any("weight" in name for name in variables) and not any("step" in v for v in variables)
+
+
+def test_keep_epochs_adds_the_last_epochs_and_minus_one_keeps_all(tmp_path):
+    counting_fit(tmp_path / "a", [5.0, 3.0, 4.0, 4.0, 4.0], epochs=5, keep_epochs=2)
+    assert sorted(f for f in os.listdir(tmp_path / "a" / "ckpt_epochs") if f.endswith(".index")) == [
+        "ckpt-1.index", "ckpt-2.index", "ckpt-4.index", "ckpt-5.index"]
+    assert runs.epochs_to_keep([1, 2], 5, -1) == {1, 2, 3, 4, 5}
+    assert runs.epochs_to_keep([1, 3], 6, 0) == {1, 3}
+    assert runs.epochs_to_keep([], 3, 10) == {1, 2, 3}
 
 
 def test_fit_resumes_from_last_checkpoint(tmp_path):
@@ -58,10 +79,67 @@ def test_fit_resumes_from_last_checkpoint(tmp_path):
     assert float(state["best"]) == 2.0
 
 
+class Crash(Exception):
+    pass
+
+
+def batch_fit(run_dir, seen, epochs=2, crash_at=None, signal_at=None, save_every_mins=0):
+    """fit() with 4 batches per epoch whose values (0..3) are recorded in `seen`; the step
+    numbered `crash_at` raises Crash before training, `signal_at` sends this process SIGTERM."""
+    model = tf.Module()
+    model.weight = tf.Variable(0.0)
+
+    def train_step(batch):
+        if len(seen) + 1 == crash_at:
+            raise Crash()
+        if len(seen) + 1 == signal_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        seen.append(int(batch))
+        model.weight.assign_add(1.0)
+        return {"loss": 1.0}
+
+    data = {"train": lambda epoch, start=0: tf.data.Dataset.range(start, 4),
+            "valid": tf.data.Dataset.range(1)}
+    return runs.fit(train_step, lambda batch: {"loss": 1.0}, data, model, None, str(run_dir),
+                    FakeRun(), epochs, 10, select=("loss",), save_every_mins=save_every_mins), model
+
+
+def test_timed_saves_let_a_crashed_run_resume_within_its_epoch(tmp_path, capsys):
+    seen = []
+    with pytest.raises(Crash):  # save_every_mins=0: a timed save after every step
+        batch_fit(tmp_path, seen, crash_at=4)
+    assert seen == [0, 1, 2]
+    state, model = batch_fit(tmp_path, seen)
+    assert "at epoch 1, batch 3 (step 3)" in capsys.readouterr().out
+    assert seen == [0, 1, 2, 3, 0, 1, 2, 3]  # the same batches as a run that never stopped
+    assert int(state["step"]) == 8 and float(model.weight.numpy()) == 8.0
+
+
+def test_without_timed_saves_a_crash_loses_the_epoch(tmp_path):
+    seen = []
+    with pytest.raises(Crash):
+        batch_fit(tmp_path, seen, crash_at=7, save_every_mins=60)
+    state, model = batch_fit(tmp_path, seen[:4])  # resumes from the end of epoch 1
+    assert int(state["step"]) == 8 and float(model.weight.numpy()) == 8.0
+
+
+def test_sigterm_finishes_the_step_saves_and_prints_how_to_resume(tmp_path, capsys):
+    seen = []
+    with pytest.raises(runs.Stopped):
+        batch_fit(tmp_path, seen, signal_at=6, save_every_mins=60)
+    out = capsys.readouterr().out
+    assert seen == [0, 1, 2, 3, 0, 1]  # step 6 ran to its end
+    assert "SIGTERM: stopped at epoch 2, batch 2 (step 6)" in out
+    assert f"python pkey_train.py with quick resume_dir={tmp_path}" in out
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone again
+    batch_fit(tmp_path, seen)
+    assert seen == [0, 1, 2, 3, 0, 1, 2, 3]
+
+
 def test_non_finite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
     with pytest.raises(ConfigError, match=r"non-finite loss at step 3: loss=nan"):
         counting_fit(tmp_path, [5.0, 4.0], epochs=2, nan_at=3)
-    assert runs.checkpoint_path(str(tmp_path), "last").endswith("ckpt-1")
+    assert runs.checkpoint_path(str(tmp_path), "last").endswith("ckpt-2")  # the end of epoch 1
 
 
 def test_missing_checkpoint_is_one_line(tmp_path):
