@@ -10,6 +10,7 @@ The three parts of the model (VAE, LSP MLPs, PointNet) each learn from their own
 only (SPEC section 2); one Adam over all of them is equivalent because the model stops
 gradients between the parts.
 """
+import functools
 import os
 
 import runs  # first: TensorFlow then starts without its start-up chatter (runs.import_tensorflow)
@@ -38,6 +39,8 @@ def config():
     lsp_layers = (0, 1)  # encoder layers whose local spatial predictability is measured
     patch_sizes = (2, 2)  # LSP cell size per layer
     gauss_std = 0.12
+    pnet_readout = "axis"  # axis (the paper: per-axis softmax) | sequential (a deviation, README)
+    pnet_loss = "paper"  # paper (summed heatmaps) | amplitude (a deviation, README)
     latent_dim_size = 32
     decoder_type = "conv"  # conv | deconv
     precision = "auto"  # auto | float32 | bf16 (compute in bfloat16; variables, losses float32).
@@ -74,9 +77,12 @@ def config():
 @ex.named_config
 def quick():
     # A short MsPacman run for a laptop CPU: small data (in its own folder, beside the
-    # paper-sized data), 240 steps at batch 8, a higher learning rate. The README says
-    # how long it takes and what it reaches.
+    # paper-sized data), 240 steps at batch 8, a higher learning rate, and the PointNet
+    # readout and objective that put keypoints on the objects (deviations from the paper,
+    # README). The README says how long it takes and what it reaches.
     data_dir = os.path.join(preprocess.DEFAULT_DATA_DIR, "quick")
+    pnet_readout = "sequential"
+    pnet_loss = "amplitude"
     num_frames = 5_000
     num_eval_frames = 320
     batch_size = 8
@@ -95,12 +101,13 @@ keypoint_probe = ex.capture(kpt_metrics.split_probe)
 
 @ex.capture
 def model_spec(env, num_keypoints, noise_type, lsp_layers, patch_sizes, latent_dim_size,
-               decoder_type, gauss_std):
+               decoder_type, gauss_std, pnet_readout):
     """What a PermaKey checkpoint depends on; evaluate and the RL agent check it."""
     return {"kind": "permakey", "env": preprocess.canonical_env(env),
             "num_keypoints": num_keypoints, "noise_type": preprocess.check_noise_type(noise_type),
             "lsp_layers": list(lsp_layers), "patch_sizes": list(patch_sizes),
-            "latent_dim_size": latent_dim_size, "decoder_type": decoder_type, "gauss_std": gauss_std}
+            "latent_dim_size": latent_dim_size, "decoder_type": decoder_type,
+            "gauss_std": gauss_std, "pnet_readout": pnet_readout}
 
 
 @ex.capture
@@ -109,27 +116,32 @@ def datasets(env, data_dir, num_frames, num_eval_frames, batch_size, noise_type,
                                    num_eval_frames, seed=seed, data_seed=data_seed)
 
 
-def loss_steps(model, optimizer, precision="float32"):
+def loss_steps(model, optimizer, precision="float32", pnet_loss="paper"):
     """Compiled train and eval steps: images [B, 84, 84, 3] -> dict of scalar losses,
-    computed in `precision` (float32 | bf16)."""
+    computed in `precision` (float32 | bf16), the PointNet's by `pnet_loss`
+    (ul_loss.PNET_LOSSES)."""
     vision_modules.compute_dtype(precision)  # a one-line ConfigError before tracing
+    if pnet_loss not in ul_loss.PNET_LOSSES:
+        raise ConfigError(f"pnet_loss={pnet_loss!r}: expected one of "
+                          f"{', '.join(ul_loss.PNET_LOSSES)}")
     return runs.compiled_steps(model, optimizer, lambda images, training: ul_loss.permakey_losses(
-        model, images, training, precision))
+        model, images, training, precision, pnet_loss))
 
 
 @ex.main
 @one_line_errors
 def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir, seed,
           learning_rate, decay_steps, decay_rate, precision, metrics_every, save_every_mins,
-          keep_epochs):
+          keep_epochs, pnet_loss):
     """Train PermaKey, keep the best checkpoint by validation LSP + PointNet loss, test it."""
     spec = model_spec()
     precision = runs.resolve_precision(precision)
     tf.random.set_seed(seed)
     model = runs.build_keypoint_model(spec)
     optimizer = runs.inverse_time_adam(learning_rate, decay_steps, decay_rate)
+    steps = loss_steps(model, optimizer, precision, pnet_loss)
     data = datasets()
-    return runs.train_and_test(_run, spec, model, optimizer, data, loss_steps(model, optimizer, precision),
+    return runs.train_and_test(_run, spec, model, optimizer, data, steps,
                                ("lsp", "pnet"), write_examples, resume_dir, probe=keypoint_probe(),
                                metrics_every=metrics_every, epochs=epochs,
                                max_patience=max_patience, steps_per_epoch=steps_per_epoch,
@@ -163,9 +175,10 @@ def write_examples(model, test_data, out_dir, num_eval_batches, lsp_layers):
 
 @ex.command
 @one_line_errors
-def evaluate(_run, run_dir, ckpt):
+def evaluate(_run, run_dir, ckpt, pnet_loss):
     """Test losses of a run's checkpoint, plus npz arrays and PNG figures of test batches."""
-    return runs.evaluate_run(_run, run_dir, ckpt, model_spec(), loss_steps,
+    steps = functools.partial(loss_steps, pnet_loss=pnet_loss)
+    return runs.evaluate_run(_run, run_dir, ckpt, model_spec(), steps,
                              lambda: datasets()["test"], write_examples)
 
 

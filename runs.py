@@ -246,7 +246,7 @@ def check_model_spec(run_dir, expected):
     if spec is None:
         raise ConfigError(f"run folder {run_dir} has no model.json: not a training run of this repository")
     for key, want in expected.items():
-        have = spec.get(key)
+        have = spec.get(key, SPEC_DEFAULTS.get(key))
         if normalise(have) != normalise(want):
             raise ConfigError(f"run {run_dir} was trained with {key}={have!r}, requested {key}={want!r}")
     return spec
@@ -624,9 +624,13 @@ def format_keypoint_metrics(metrics):
 
 ARCH_KEYS = {  # constructor arguments of each keypoint model, as stored in model.json
     "permakey": ("num_keypoints", "lsp_layers", "patch_sizes", "latent_dim_size", "decoder_type",
-                 "gauss_std"),
+                 "gauss_std", "pnet_readout"),
     "transporter": ("num_keypoints", "gauss_std"),
 }
+
+
+# Values of model.json keys added after runs were made: what those runs had.
+SPEC_DEFAULTS = {"pnet_readout": "axis"}
 
 
 def load_keypoint_model(run_dir, ckpt, expected):
@@ -646,7 +650,8 @@ def build_keypoint_model(spec):
     """A fresh PermaKey or Transporter module from a model spec (see ARCH_KEYS)."""
     import vision_modules
     classes = {"permakey": vision_modules.PermaKey, "transporter": vision_modules.Transporter}
-    return classes[spec["kind"]](**{key: spec[key] for key in ARCH_KEYS[spec["kind"]]})
+    return classes[spec["kind"]](**{key: spec.get(key, SPEC_DEFAULTS.get(key))
+                                    for key in ARCH_KEYS[spec["kind"]]})
 
 
 def save_npz(path, arrays):

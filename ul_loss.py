@@ -48,10 +48,34 @@ def pnet_loss(heatmaps, error_maps):
     return mean_squared_error(summed, error_maps)                   # broadcast over L
 
 
-def permakey_losses(model, images, is_training, precision="float32"):
+def amplitude_pnet_loss(heatmaps, error_maps):
+    """Keypoints that each reconstruct the error they cover, vs the error maps.
+
+    heatmaps [B, h, w, K] on the PointNet grid; error_maps [B, S, S, L] are averaged over
+    the layers and over S/h x S/h cells to the target [B, h, w]. Each heatmap is scaled
+    by the target's heatmap-weighted mean under it, and overlapping heatmaps combine by
+    their maximum. The paper's summed unit-height heatmaps (pnet_loss) make a keypoint
+    on background cost more than it gains, so the loss falls when keypoints leave the
+    frame: hiding scores better than sitting on the error peaks. Here a keypoint can only
+    lower the loss, most on a blob. A deviation from the paper (docs/keypoint_learning.md).
+    """
+    cell = error_maps.shape[1] // heatmaps.shape[1]
+    target = tf.reduce_mean(tf.nn.avg_pool2d(error_maps, cell, cell, "VALID"), -1)  # [B, h, w]
+    amplitude = (tf.reduce_sum(heatmaps * target[..., tf.newaxis], [1, 2])
+                 / (tf.reduce_sum(heatmaps, [1, 2]) + 1e-6))                    # [B, K]
+    recon = tf.reduce_max(heatmaps * amplitude[:, tf.newaxis, tf.newaxis], -1)   # [B, h, w]
+    return mean_squared_error(recon, target)
+
+
+# The PointNet's objective: the paper's, or the amplitude one (a deviation).
+PNET_LOSSES = {"paper": pnet_loss, "amplitude": amplitude_pnet_loss}
+
+
+def permakey_losses(model, images, is_training, precision="float32", pnet_objective="paper"):
     """PermaKey losses on images [B, S, S, 3] in [0, 1].
 
     `precision` "bf16" computes the model in bfloat16; the losses are float32 either way.
+    `pnet_objective` names the PointNet's loss in PNET_LOSSES.
 
     "total" = vae + lsp + pnet. The model stops gradients between its parts (encoder
     activations -> LSP, error maps -> PointNet), so the gradient of "total" w.r.t. each
@@ -66,7 +90,7 @@ def permakey_losses(model, images, is_training, precision="float32"):
         "kl": kl,
         "vae": recon + kl,
         "lsp": lsp_loss(outputs["lsp_predictions"], outputs["lsp_targets"]),
-        "pnet": pnet_loss(outputs["heatmaps"], outputs["error_maps"]),
+        "pnet": PNET_LOSSES[pnet_objective](outputs["heatmaps"], outputs["error_maps"]),
     }
     losses["total"] = losses["vae"] + losses["lsp"] + losses["pnet"]
     return losses, outputs

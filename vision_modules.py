@@ -206,18 +206,57 @@ class ConvStack(snt.Module):
         return outputs
 
 
+def sequential_keypoint_centres(feature_map, std):
+    """Keypoint centres (y, x) in [-1, 1] from a [B, H, W, K] feature map, one after another.
+
+    Keypoint k is the expectation of the grid under a 2-D softmax of map k times
+    prod_{j<k} (1 - heatmap_j) (heatmaps as gaussian_heatmaps, width `std`, with the
+    earlier centres held constant, and each factor at least 1e-6): a place an earlier
+    keypoint holds is closed to it, the more firmly the nearer that keypoint sits to the
+    place's centre, so a much stronger place can still be shared. Where the per-axis
+    readout (keypoint_centres) averages the places a map responds to, this one lets each
+    keypoint take a different blob of maps that respond alike. A deviation from the
+    paper (docs/keypoint_learning.md).
+    """
+    feature_map = tf.convert_to_tensor(feature_map, tf.float32)
+    _, height, width, num_keypoints = feature_map.shape
+    ys, xs = tf.meshgrid(tf.linspace(-1.0, 1.0, height), tf.linspace(-1.0, 1.0, width),
+                         indexing="ij")
+    grid = tf.reshape(tf.stack([ys, xs], -1), [height * width, 2])   # [HW, 2]
+    logits = tf.reshape(feature_map, [-1, height * width, num_keypoints])
+    closed = tf.zeros_like(logits[..., 0])                           # [B, HW] log factors
+    centres = []
+    for k in range(num_keypoints):
+        weights = tf.nn.softmax(logits[..., k] + closed, axis=-1)    # [B, HW]
+        centres.append(weights @ grid)                               # [B, 2]
+        heat = gaussian_heatmaps(tf.stop_gradient(centres[-1])[:, tf.newaxis], height, width, std)
+        closed += tf.math.log(tf.maximum(1.0 - tf.reshape(heat, [-1, height * width]), 1e-6))
+    return tf.stack(centres, axis=1)                                 # [B, K, 2]
+
+
+# How a Keypointer turns its K maps into centres: the paper's per-axis softmax, or the
+# sequential 2-D readout (with a learned scale on the maps, starting at 10).
+KEYPOINT_READOUTS = ("axis", "sequential")
+
+
 class Keypointer(snt.Module):
     """Conv tower -> 1x1 conv to K maps -> keypoint centres and Gaussian heatmaps.
 
     PermaKey's PointNet (input: error maps) and Transporter's keypointer (input: frames)
-    differ only in their tower.
+    differ only in their tower. `readout` (KEYPOINT_READOUTS) picks how centres are read
+    from the maps.
     """
 
-    def __init__(self, layer_specs, num_keypoints, gauss_std, name=None):
+    def __init__(self, layer_specs, num_keypoints, gauss_std, readout="axis", name=None):
         super().__init__(name=name)
+        _config_check(readout in KEYPOINT_READOUTS, f"pnet_readout={readout!r}: expected one "
+                                                    f"of {', '.join(KEYPOINT_READOUTS)}")
         self._gauss_std = gauss_std
+        self._readout = readout
         self.conv_stack = ConvStack(layer_specs)
         self.to_keypoint_maps = snt.Conv2D(num_keypoints, 1, name="to_keypoint_maps")
+        if readout == "sequential":
+            self.log_scale = tf.Variable(tf.math.log(10.0), name="log_scale")
 
     def __call__(self, inputs, is_training, dtype=tf.float32):
         """Returns centres [B, K, 2] and heatmaps [B, h, w, K] on the tower's output grid
@@ -225,7 +264,11 @@ class Keypointer(snt.Module):
         features = self.conv_stack(inputs, is_training, dtype)[-1]
         keypoint_maps = tf.cast(_compute_in(self.to_keypoint_maps, features, dtype),
                                 tf.float32)                         # [B, h, w, K]
-        centres = keypoint_centres(keypoint_maps)                   # [B, K, 2]
+        if self._readout == "axis":
+            centres = keypoint_centres(keypoint_maps)               # [B, K, 2]
+        else:
+            centres = sequential_keypoint_centres(keypoint_maps * tf.exp(self.log_scale),
+                                                  self._gauss_std)  # [B, K, 2]
         grid = tf.shape(keypoint_maps)
         heatmaps = gaussian_heatmaps(centres, grid[1], grid[2], self._gauss_std)
         return centres, heatmaps
@@ -453,8 +496,8 @@ class PermaKey(snt.Module):
     """
 
     def __init__(self, num_keypoints, lsp_layers=(0, 1), patch_sizes=(2, 2),
-                 latent_dim_size=32, decoder_type="conv", gauss_std=0.12, image_size=84,
-                 name=None):
+                 latent_dim_size=32, decoder_type="conv", gauss_std=0.12, pnet_readout="axis",
+                 image_size=84, name=None):
         super().__init__(name=name)
         lsp_layers, patch_sizes = tuple(lsp_layers), tuple(patch_sizes)
         _config_check(isinstance(num_keypoints, int) and num_keypoints >= 1,
@@ -485,7 +528,7 @@ class PermaKey(snt.Module):
             LocalSpatialPredictor(p, PERMAKEY_ENCODER_LAYERS[layer][0], name=f"lsp_{layer}")
             for layer, p in zip(lsp_layers, patch_sizes)]
         self.pnet = Keypointer(PERMAKEY_ENCODER_LAYERS, num_keypoints, gauss_std,
-                               name="pnet")
+                               pnet_readout, name="pnet")
         # The VAE's sampling noise: its state is saved with the model, so a resumed run
         # draws what an uninterrupted one would. Seeded from the global seed.
         self.noise = tf.random.Generator.from_seed(

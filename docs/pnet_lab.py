@@ -48,6 +48,16 @@ VARIANTS = {
     "km": dict(loss="km", power=1.0),
     "km_p2": dict(loss="km", power=2.0),
     "km_p4": dict(loss="km", power=4.0),
+    # readout "seq": keypoint k is a 2-D softmax of map k, closed where keypoints 1..k-1
+    # already are (vision_modules.sequential_keypoint_centres).
+    # loss "amp": ul_loss.amplitude_pnet_loss (each keypoint's Gaussian scaled by the error
+    # map's mean under it, overlapping keypoints combined by their maximum).
+    "amp_max": dict(loss="amp"),
+    "amp_max_seq": dict(loss="amp", readout="seq", temp=10.0),
+    "amp_max_t10": dict(loss="amp", temp=10.0),
+    "seq": dict(loss="paper", readout="seq", temp=10.0),
+    "seq_t1": dict(loss="paper", readout="seq"),
+    "seq_renorm": dict(loss="paper", readout="seq", temp=10.0, renorm=True),
 }
 
 
@@ -83,15 +93,18 @@ class PointNet(snt.Module):
     """The PermaKey PointNet (vision_modules.Keypointer's tower and head), optionally with a
     learned scale on its keypoint maps before the per-axis softmax."""
 
-    def __init__(self, num_keypoints, temp=1.0):
+    def __init__(self, num_keypoints, temp=1.0, readout="axis"):
         super().__init__()
+        self.readout = readout
         self.tower = vm.ConvStack(vm.PERMAKEY_ENCODER_LAYERS)
         self.head = snt.Conv2D(num_keypoints, 1)
         self.log_temp = tf.Variable(np.log(temp), dtype=tf.float32, trainable=temp != 1.0)
 
     def __call__(self, maps, is_training):
         keypoint_maps = self.head(self.tower(maps, is_training)[-1]) * tf.exp(self.log_temp)
-        return vm.keypoint_centres(keypoint_maps)                      # [B, K, 2]
+        if self.readout == "axis":
+            return vm.keypoint_centres(keypoint_maps)                  # [B, K, 2]
+        return vm.sequential_keypoint_centres(keypoint_maps, STD)
 
 
 def heatmaps_of(variant, centres, std):
@@ -108,6 +121,8 @@ def loss_of(variant, centres, maps):
     maps = tf.cast(maps, tf.float32)
     if variant["loss"] == "paper":
         return ul_loss.pnet_loss(heatmaps_of(variant, centres, STD), maps)
+    if variant["loss"] == "amp":
+        return ul_loss.amplitude_pnet_loss(vm.gaussian_heatmaps(centres, GRID, GRID, STD), maps)
     if variant["loss"] == "ms":
         small = tf.nn.avg_pool2d(maps, 4, 4, "VALID")                  # [B, 21, 21, L]
         total = 0.0
@@ -177,7 +192,7 @@ def main():
     for name in a.variants.split(","):
         variant = VARIANTS[name]
         tf.random.set_seed(a.seed)
-        net = PointNet(a.num_keypoints, variant.get("temp", 1.0))
+        net = PointNet(a.num_keypoints, variant.get("temp", 1.0), variant.get("readout", "axis"))
         optimizer = tf.keras.optimizers.Adam(a.lr)
 
         @tf.function

@@ -31,13 +31,18 @@ def sprite_frames(num, size, rng, sprite=4):
     return frames, centres
 
 
-def test_training_on_sprites_lowers_losses_and_finds_the_sprites():
-    """A short run on 32 x 32 sprite scenes: every loss drops and keypoints land on sprites."""
+@pytest.mark.parametrize("pnet_readout, pnet_loss",
+                         [("axis", "paper"), ("sequential", "amplitude")])
+def test_training_on_sprites_lowers_losses_and_finds_the_sprites(pnet_readout, pnet_loss):
+    """A short run on 32 x 32 sprite scenes: every loss drops and keypoints land on sprites,
+    with the paper's PointNet readout and objective and with the quick config's."""
     tf.random.set_seed(0)
     rng = np.random.default_rng(0)
     size, batch, steps = 32, 16, 150
-    model = vision_modules.PermaKey(3, lsp_layers=(0, 1), patch_sizes=(2, 2), image_size=size)
-    train_step, _ = pkey_train.loss_steps(model, tf.keras.optimizers.Adam(1e-3))
+    model = vision_modules.PermaKey(3, lsp_layers=(0, 1), patch_sizes=(2, 2), image_size=size,
+                                    pnet_readout=pnet_readout)
+    train_step, _ = pkey_train.loss_steps(model, tf.keras.optimizers.Adam(1e-3),
+                                          pnet_loss=pnet_loss)
     history = [train_step(sprite_frames(batch, size, rng)[0]) for _ in range(steps)]
     for name in ("recon", "kl", "lsp", "pnet"):
         first, last = (np.mean([float(h[name]) for h in part]) for part in (history[:10], history[-10:]))
@@ -130,6 +135,8 @@ def test_evaluate_refuses_a_folder_without_checkpoints(tiny_run, tmp_path, one_l
     ({"num_keypoints": 0}, "num_keypoints=0"),
     ({"env": "pong"}, "unknown env 'pong'"),
     ({"noise_type": "snow"}, "unknown noise_type 'snow'"),
+    ({"pnet_readout": "grid"}, "pnet_readout='grid': expected one of axis, sequential"),
+    ({"pnet_loss": "l1"}, "pnet_loss='l1': expected one of paper, amplitude"),
 ])
 def test_bad_config_is_one_line_and_leaves_no_run_folder(tiny_run, one_line_error, update, message,
                                                         tmp_path):

@@ -247,14 +247,22 @@ def test_pair_batches_match_dataset_frames(small_data):
 # ---------------------------------------------------------------- conversion
 
 
+def authors_npz(root, episodes):
+    """The authors' layout under `root`: {split: [frames of each episode]} -> npz files."""
+    for split, frames in episodes.items():
+        folder = root / split / "MsPacmanNoFrameskip-v4"
+        folder.mkdir(parents=True)
+        for i, episode in enumerate(frames):
+            np.savez(folder / f"ep{i}.npz", frames=episode)
+    return str(root)
+
+
 def test_convert_authors_npz(tmp_path):
     rng = np.random.default_rng(0)
-    for split, count in (("train", 2), ("test", 4)):
-        folder = tmp_path / "npz" / split / "MsPacmanNoFrameskip-v4"
-        folder.mkdir(parents=True)
-        for i in range(count):
-            np.savez(folder / f"ep{i}.npz", frames=rng.random((10 + i, 210, 160, 3)).astype(np.float32))
-    paths = pp.convert_npz(str(tmp_path / "npz"), "mspacman", str(tmp_path / "data"))
+    npz = authors_npz(tmp_path / "npz", {
+        split: [rng.random((10 + i, 210, 160, 3)).astype(np.float32) for i in range(count)]
+        for split, count in (("train", 2), ("test", 4))})
+    paths = pp.convert_npz(npz, "mspacman", str(tmp_path / "data"))
     lengths = {split: len(pp.read_h5(path)[0]["frames"]) for split, path in paths.items()}
     assert lengths == {"train": 10 + 11, "valid": 10 + 11, "test": 12 + 13}
     arrays, attrs = pp.read_h5(paths["train"])
@@ -291,15 +299,13 @@ def test_damaged_file_is_named_then_generated_again(tmp_path, capsys):
 
 def test_converted_data_is_never_overwritten(tmp_path):
     rng = np.random.default_rng(0)
-    for split, count in (("train", 1), ("test", 2)):
-        folder = tmp_path / "npz" / split / "MsPacmanNoFrameskip-v4"
-        folder.mkdir(parents=True)
-        for i in range(count):
-            np.savez(folder / f"ep{i}.npz", frames=rng.integers(0, 255, (5, 210, 160, 3), np.uint8))
+    npz = authors_npz(tmp_path / "npz", {
+        split: [rng.integers(0, 255, (5, 210, 160, 3), np.uint8) for _ in range(count)]
+        for split, count in (("train", 1), ("test", 2))})
     data_dir = str(tmp_path / "data")
-    paths = pp.convert_npz(str(tmp_path / "npz"), "mspacman", data_dir)
+    paths = pp.convert_npz(npz, "mspacman", data_dir)
     with pytest.raises(ConfigError, match="exists; converting would replace it"):
-        pp.convert_npz(str(tmp_path / "npz"), "mspacman", data_dir)
+        pp.convert_npz(npz, "mspacman", data_dir)
     pp.generate_dataset("mspacman", data_dir, num_frames=40)  # converted data of any size is used
     (tmp_path / "data" / "mspacman" / "train.h5").write_bytes(b"damaged")
     with pytest.raises(ConfigError, match=r"is damaged \(.*\) and holds converted authors' data; "

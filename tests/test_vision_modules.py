@@ -38,6 +38,30 @@ def test_keypoint_centres_hand_computed_soft_expectation():
     np.testing.assert_allclose(centres[0, 0], [expected_y, expected_x], rtol=1e-5)
 
 
+def test_sequential_readout_gives_each_keypoint_its_own_blob():
+    # Both maps respond to the same two blobs, of strengths 12 and 4 (background -20). The
+    # per-axis readout gives both keypoints the same place; the sequential one gives
+    # keypoint 1 the stronger blob and keypoint 2, that place closed, the other. Closing
+    # multiplies the first place's weight by 1 - heatmap_1 there (small, not zero, as
+    # keypoint 1 sits near but not on the blob's centre): keypoint 2 keeps 1-2% of it.
+    size, blobs = 9, [(4, 7), (1, 1)]                                # grid step 0.25
+    feature_map = np.full([1, size, size, 2], -20.0, np.float32)
+    for (y, x), strength in zip(blobs, (12.0, 4.0)):
+        feature_map[0, y, x] = strength
+    on_grid = np.array(blobs) * 0.25 - 1.0                           # [2, 2]
+    per_axis = vision_modules.keypoint_centres(feature_map).numpy()[0]
+    np.testing.assert_allclose(per_axis[0], per_axis[1])
+    sequential = vision_modules.sequential_keypoint_centres(feature_map, std=0.25).numpy()[0]
+    np.testing.assert_allclose(sequential[0], on_grid[0], atol=1e-3)
+    np.testing.assert_allclose(sequential[1], on_grid[1], atol=3e-2)
+
+
+def test_keypointer_rejects_an_unknown_readout():
+    with pytest.raises(runs.ConfigError,
+                       match="pnet_readout='grid': expected one of axis, sequential"):
+        vision_modules.PermaKey(3, pnet_readout="grid")
+
+
 def test_gaussian_heatmap_peaks_at_centre_with_width_std():
     std = 0.25
     size = 9                         # grid step 0.25 == std
