@@ -383,6 +383,13 @@ def fit(train_step, eval_step, datasets, model, optimizer, run_dir, _run, epochs
     best = tf.train.CheckpointManager(weights, os.path.join(run_dir, "ckpt_best"), 1)
     if last.latest_checkpoint:
         checkpoint.restore(last.latest_checkpoint)
+        # Sonnet and Keras make their variables on first use, and a checkpoint restores a
+        # variable when it is made. Make them all now: a save before the first training step
+        # (resuming at an epoch's end) would otherwise overwrite this checkpoint without
+        # the optimizer's state, which is then lost.
+        eval_step(next(iter(datasets["valid"])))
+        if optimizer is not None:
+            optimizer.build(model.trainable_variables)
         drop_metrics_after(run_dir, int(state["step"]))
         print(f"resumed from {last.latest_checkpoint} at epoch {int(state['epoch']) + 1}, "
               f"batch {int(state['batch'])} (step {int(state['step'])})")

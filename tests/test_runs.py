@@ -123,6 +123,45 @@ def test_without_timed_saves_a_crash_loses_the_epoch(tmp_path):
     assert int(state["step"]) == 8 and float(model.weight.numpy()) == 8.0
 
 
+def adam_fit(run_dir, crash_in_validation):
+    """fit() of one weight by Adam, 2 steps per epoch, a timed save after every step."""
+    model = tf.Module()
+    model.weight = tf.Variable(1.0)
+    optimizer = tf.keras.optimizers.Adam(0.1)
+
+    def train_step(batch):
+        with tf.GradientTape() as tape:
+            loss = model.weight ** 2
+        optimizer.apply_gradients([(tape.gradient(loss, model.weight), model.weight)])
+        return {"loss": float(loss)}
+
+    def eval_step(batch):
+        if crash_in_validation:
+            raise Crash()
+        return {"loss": 1.0}
+
+    data = {"train": lambda epoch, start=0: tf.data.Dataset.range(start, 2),
+            "valid": tf.data.Dataset.range(1)}
+    runs.fit(train_step, eval_step, data, model, optimizer, str(run_dir), FakeRun(), 1, 10,
+             select=("loss",), save_every_mins=0)
+    return optimizer
+
+
+def test_resuming_at_an_epoch_end_keeps_the_optimizer_state(tmp_path):
+    # Saved after the epoch's last step, crashed in validation: the resumed run trains no
+    # step before its epoch-end save, which must still hold Adam's moments.
+    with pytest.raises(Crash):
+        adam_fit(tmp_path, crash_in_validation=True)
+    saved = dict(tf.train.list_variables(runs.checkpoint_path(str(tmp_path), "last")))
+    optimizer = adam_fit(tmp_path, crash_in_validation=False)
+    resaved = tf.train.load_checkpoint(runs.checkpoint_path(str(tmp_path), "last"))
+    slots = [name for name in saved if name.startswith("optimizer/_variables/")]
+    assert len(slots) == 2  # the weight's two moments
+    for name in slots:
+        assert resaved.has_tensor(name), name
+    assert int(optimizer.iterations) == 2
+
+
 def test_sigterm_finishes_the_step_saves_and_prints_how_to_resume(tmp_path, capsys):
     seen = []
     with pytest.raises(runs.Stopped):
