@@ -391,17 +391,16 @@ def generate_dataset(env, data_dir=DEFAULT_DATA_DIR, num_frames=100_000, num_eva
     os.makedirs(os.path.join(data_dir, env), exist_ok=True)
     sizes = split_sizes(num_frames, num_eval_frames)
     paths = {split: split_path(data_dir, env, split) for split in sizes}
+    attrs = {split: generation_attrs(env, split, size, seed) for split, size in sizes.items()}
     # decide for all three files before writing any, so that a refusal leaves nothing changed
-    missing = [split for split in sizes
-               if not reusable(paths[split], generation_attrs(env, split, sizes[split], seed))]
+    missing = [split for split in sizes if not reusable(paths[split], attrs[split])]
     for index, (split, size) in enumerate(sizes.items()):
         if split not in missing:
             continue
-        path, attrs = paths[split], generation_attrs(env, split, size, seed)
         split_seed = seed * len(SPLITS) + index
         arrays = play_random(env, size, split_seed, episode_offset=index * 1_000_000,
                              desc=f"{env} {split}")
-        write_h5(path, arrays, attrs)
+        write_h5(paths[split], arrays, attrs[split])
     return paths
 
 
@@ -557,7 +556,8 @@ def get_datasets(env, kind="frames", data_dir=DEFAULT_DATA_DIR, batch_size=32, n
     """Keypoint-training data; generates missing files first.
 
     "valid" and "test" are tf.data datasets; "train" is a function (epoch, start=0) ->
-    that epoch's tf.data dataset from batch `start` on (see frame_dataset). kind "frames": batches of single frames (PermaKey). kind "pairs": batches of
+    that epoch's tf.data dataset from batch `start` on (see frame_dataset). kind "frames":
+    batches of single frames (PermaKey). kind "pairs": batches of
     frame pairs (Transporter); `num_pairs` per training epoch, and a tenth of it
     (at least one batch) for valid and test. `data_seed` seeds the generated games,
     `seed` the shuffling, pair sampling and distractors.

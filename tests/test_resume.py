@@ -11,6 +11,7 @@ import pytest
 
 import conftest
 import pkey_train
+import runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 3 epochs of 2 steps, no keypoint probe; the interrupted runs save after every step
@@ -67,9 +68,9 @@ def test_disk_layout_after_three_epochs(reference):
     assert len([f for f in os.listdir(os.path.join(run_dir, "ckpt_last")) if f.endswith(".index")]) == 1
     assert len([f for f in os.listdir(os.path.join(run_dir, "ckpt_best")) if f.endswith(".index")]) == 1
     # epoch checkpoints hold weights only: a third of the resumable one (Adam keeps two slots)
-    size = lambda folder: sum(os.path.getsize(os.path.join(run_dir, folder, f))  # noqa: E731
-                              for f in os.listdir(os.path.join(run_dir, folder)) if "data-" in f)
-    assert size("ckpt_last") > 2.5 * size("ckpt_best")
+    size = {name: runs.folder_size(os.path.join(run_dir, name))
+            for name in ("ckpt_last", "ckpt_best")}
+    assert size["ckpt_last"] > 2.5 * size["ckpt_best"]
 
 
 def test_killed_and_stopped_run_resumes_mid_epoch_and_matches(reference, tmp_path):
