@@ -58,6 +58,7 @@ def config():
     resume_dir = None  # a run folder to continue from its last checkpoint
     save_every_mins = 10  # also save the resumable checkpoint this often within an epoch
     keep_epochs = 0  # ckpt_epochs/: weights of improving epochs plus the last this many (-1: all)
+    max_minutes = None  # wall-time budget of the training, counted across resumes (runs.fit)
     exp_root = EXP_ROOT
     run_dir = None  # evaluate: the run folder to load
     ckpt = "best"  # evaluate: best | last | an epoch number
@@ -132,7 +133,7 @@ def loss_steps(model, optimizer, precision="float32", pnet_loss="paper"):
 @one_line_errors
 def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir, seed,
           learning_rate, decay_steps, decay_rate, precision, metrics_every, save_every_mins,
-          keep_epochs, pnet_loss):
+          keep_epochs, max_minutes, pnet_loss):
     """Train PermaKey, keep the best checkpoint by validation LSP + PointNet loss, test it."""
     spec = model_spec()
     precision = runs.resolve_precision(precision)
@@ -146,7 +147,7 @@ def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir
                                metrics_every=metrics_every, epochs=epochs,
                                max_patience=max_patience, steps_per_epoch=steps_per_epoch,
                                valid_batches=valid_batches, save_every_mins=save_every_mins,
-                               keep_epochs=keep_epochs)
+                               keep_epochs=keep_epochs, max_minutes=max_minutes)
 
 
 def keypoint_outputs(model, images):

@@ -347,7 +347,7 @@ def drop_metrics_after(run_dir, step):
 
 def fit(train_step, eval_step, datasets, model, optimizer, run_dir, _run, epochs, max_patience,
         select, steps_per_epoch=None, valid_batches=None, probe=None, metrics_every=None,
-        save_every_mins=10, keep_epochs=0):
+        save_every_mins=10, keep_epochs=0, max_minutes=None):
     """Train with validation every epoch, best checkpoint, early stopping and resume.
 
     train_step(batch) / eval_step(batch) return dicts of scalar losses; `select` names
@@ -367,6 +367,10 @@ def fit(train_step, eval_step, datasets, model, optimizer, run_dir, _run, epochs
     probe() -> dict of keypoint metrics (kpt_metrics.split_probe), when given, runs at
     every epoch end and, with `metrics_every`, every that many steps; its values are
     logged as valid.<name> beside the validation losses and printed in the epoch line.
+
+    max_minutes, when set, is a wall-time budget for the run, counted across resumes:
+    once it is spent, the current epoch ends early (validation, checkpoints as at any
+    epoch end) and training stops. Methods compared at equal wall time use it.
     """
     import tensorflow as tf
     from tqdm import tqdm
@@ -375,7 +379,8 @@ def fit(train_step, eval_step, datasets, model, optimizer, run_dir, _run, epochs
              "batch": tf.Variable(0, dtype=tf.int64),  # batches of the current epoch done
              "best": tf.Variable(math.inf, dtype=tf.float64),
              "patience": tf.Variable(0, dtype=tf.int64),
-             "improved": tf.Variable("")}  # epochs that improved validation: "1 2 5"
+             "improved": tf.Variable(""),  # epochs that improved validation: "1 2 5"
+             "seconds": tf.Variable(0.0, dtype=tf.float64)}  # wall time of the run so far
     checkpoint = tf.train.Checkpoint(model=model, **state,
                                      **({"optimizer": optimizer} if optimizer else {}))
     last = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "ckpt_last"), 1)
@@ -402,14 +407,21 @@ def fit(train_step, eval_step, datasets, model, optimizer, run_dir, _run, epochs
                 _run.log_scalar(f"{prefix}.{name}", value, step)
                 tf.summary.scalar(f"{prefix}/{name}", value)
 
+    run_started = time.time() - float(state["seconds"])
+
+    def out_of_time():
+        return max_minutes is not None and time.time() - run_started >= 60 * max_minutes
+
     def save_last():
         started = time.time()
+        state["seconds"].assign(started - run_started)
         last.save(checkpoint_number=int(state["step"]))
         return started
 
     with StopSignals() as stop:
         last_save = time.time()
-        while int(state["epoch"]) < epochs and int(state["patience"]) < max_patience:
+        while (int(state["epoch"]) < epochs and int(state["patience"]) < max_patience
+               and not out_of_time()):
             epoch, start = int(state["epoch"]) + 1, int(state["batch"])
             batches = datasets["train"](epoch, start)
             total = min(steps_per_epoch or math.inf, start + int(batches.cardinality()))
@@ -435,6 +447,8 @@ def fit(train_step, eval_step, datasets, model, optimizer, run_dir, _run, epochs
                           f"(step {step}), saved in {last.latest_checkpoint}; resume with:\n"
                           f"  {resume_command(_run, run_dir)}")
                     raise Stopped()
+                if out_of_time():
+                    break
             step = int(state["step"])
             valid = evaluate_losses(eval_step, datasets["valid"], valid_batches)
             score = sum(valid[k] for k in select)
@@ -461,6 +475,9 @@ def fit(train_step, eval_step, datasets, model, optimizer, run_dir, _run, epochs
                   f"{' (best)' if improved else ''}"
                   f"{' | keypoints ' + format_keypoint_metrics(keypoints[1]) if probe else ''}")
     writer.flush()
+    if out_of_time():
+        print(f"time budget max_minutes={max_minutes} spent at epoch {int(state['epoch'])} "
+              f"(step {int(state['step'])})")
     print(f"run folder size: {folder_size(run_dir) / 1e6:.0f} MB")
     return state
 
@@ -587,6 +604,10 @@ def train_and_test(_run, spec, model, optimizer, data, steps, select, write_exam
     given, measures keypoint quality during training (see fit).
     """
     import tensorflow as tf
+    budget = fit_args.get("max_minutes")
+    if budget is not None and not (isinstance(budget, (int, float)) and budget > 0):
+        raise ConfigError(f"max_minutes={budget!r}: expected a positive number of minutes, "
+                          "or None for no time budget")
     if resume_dir:
         check_model_spec(resume_dir, spec)
     run_dir = run_dir_of(_run)

@@ -50,6 +50,7 @@ def config():
     resume_dir = None  # a run folder to continue from its last checkpoint
     save_every_mins = 10  # also save the resumable checkpoint this often within an epoch
     keep_epochs = 0  # ckpt_epochs/: weights of improving epochs plus the last this many (-1: all)
+    max_minutes = None  # wall-time budget of the training, counted across resumes (runs.fit)
     exp_root = "transporter_exp"
     run_dir = None  # evaluate: the run folder to load
     ckpt = "best"  # evaluate: best | last | an epoch number
@@ -92,7 +93,7 @@ def loss_steps(model, optimizer, precision="float32"):
 @one_line_errors
 def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir, seed,
           learning_rate, decay_steps, decay_rate, precision, metrics_every, save_every_mins,
-          keep_epochs):
+          keep_epochs, max_minutes):
     """Train Transporter, keep the best checkpoint by validation reconstruction loss, test it."""
     spec = model_spec()
     precision = runs.resolve_precision(precision)
@@ -105,7 +106,7 @@ def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir
                                metrics_every=metrics_every, epochs=epochs,
                                max_patience=max_patience, steps_per_epoch=steps_per_epoch,
                                valid_batches=valid_batches, save_every_mins=save_every_mins,
-                               keep_epochs=keep_epochs)
+                               keep_epochs=keep_epochs, max_minutes=max_minutes)
 
 
 @ex.capture

@@ -3,6 +3,7 @@ import json
 import math
 import os
 import signal
+import types
 
 import numpy as np
 
@@ -121,6 +122,35 @@ def test_without_timed_saves_a_crash_loses_the_epoch(tmp_path):
         batch_fit(tmp_path, seen, crash_at=7, save_every_mins=60)
     state, model = batch_fit(tmp_path, seen[:4])  # resumes from the end of epoch 1
     assert int(state["step"]) == 8 and float(model.weight.numpy()) == 8.0
+
+
+def test_time_budget_ends_the_epoch_early_and_counts_across_resumes(tmp_path, monkeypatch,
+                                                                      capsys):
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(runs, "time", types.SimpleNamespace(time=lambda: clock["now"]))
+    model = tf.Module()
+    model.weight = tf.Variable(0.0)
+
+    def train_step(batch):  # each step takes half a minute of the fake clock
+        clock["now"] += 30.0
+        model.weight.assign_add(1.0)
+        return {"loss": 1.0}
+
+    def budget_fit(max_minutes):
+        data = {"train": lambda epoch, start=0: tf.data.Dataset.range(start, 4),
+                "valid": tf.data.Dataset.range(1)}
+        return runs.fit(train_step, lambda batch: {"loss": float(model.weight.numpy())}, data,
+                        model, None, str(tmp_path), FakeRun(), 5, 10, select=("loss",),
+                        max_minutes=max_minutes)
+
+    state = budget_fit(1.5)  # 3 of epoch 1's 4 steps, then the epoch ends early
+    assert int(state["step"]) == 3 and int(state["epoch"]) == 1 and int(state["batch"]) == 0
+    assert runs.checkpoint_path(str(tmp_path), "best").endswith("ckpt-1")
+    assert "max_minutes=1.5 spent at epoch 1 (step 3)" in capsys.readouterr().out
+    clock["now"] += 3600.0  # time between the two processes does not count
+    state = budget_fit(4.0)  # 1.5 minutes were spent: 5 more steps (epoch 2, epoch 3 begun)
+    assert int(state["step"]) == 8 and int(state["epoch"]) == 3
+    assert float(state["seconds"]) == 240.0
 
 
 def adam_fit(run_dir, crash_in_validation):
