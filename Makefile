@@ -16,8 +16,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 install: $(VENV)/.installed
 
-# pytest exits 5 when it collects no tests: that is a broken suite, not a pass.
+# The linter first (settings in pyproject.toml), then the suite. pytest exits 5 when it
+# collects no tests: that is a broken suite, not a pass.
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
 

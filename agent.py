@@ -1,26 +1,30 @@
 """The keypoint agent's networks: keypoint encoders, recurrent Q-network, exploration.
 
-SPEC section 4. A Q-network is `encoder -> LSTM(128) -> linear Q head`, with no frame
-stacking: the LSTM carries the memory. Two keypoint encoders turn the frozen keypoint
-model's output into a 128-vector per frame:
+The paper's keypoint agents (docs/DESIGN.md, "The keypoint agent"). A Q-network is
+`encoder -> LSTM(128) -> linear Q head`, with no frame stacking: the LSTM carries the
+memory. Two keypoint encoders turn the frozen keypoint model's output into a 128-vector
+per frame:
   "cnn": conv tower over the encoder features masked by the keypoint heatmaps;
   "gnn": graph network over one node per keypoint (graph_nets).
-Their inputs are prepared by `rl_loss.cnn_inputs` / `rl_loss.gnn_inputs`.
+Each is registered in KEYPOINT_ENCODERS with the function that builds its inputs from
+the keypoint model's features and centres; the scripts read only that table, so a new
+encoder is one class, one input function and one entry here.
 
 Every module takes the batch-norm mode as Sonnet does: `is_training` (batch statistics,
 moving averages updated) and `test_local_stats` (batch statistics without updating
 them when `is_training` is False).
 """
 import types
+from typing import Callable, NamedTuple
 
 import numpy as np
 import sonnet as snt
 import tensorflow as tf
 from graph_nets import graphs, modules, utils_tf
 
-import runs
+from common import ConfigError
+import vision_modules
 
-KPT_ENCODER_TYPES = ("cnn", "gnn")
 EMBEDDING_SIZE = 128
 LSTM_UNITS = 128
 POSITION_CODE_SIZE = 32
@@ -29,7 +33,7 @@ GRAPH_DECODER_SIZE = 64
 
 
 class LayerBNReLU(snt.Module):
-    """layer -> batch norm -> ReLU, the hidden-layer pattern of the SPEC.
+    """layer -> batch norm -> ReLU, the paper's hidden-layer pattern.
 
     The layer should have no bias: the batch-norm offset replaces it.
     """
@@ -106,7 +110,7 @@ def fully_connected_graph(nodes):
 
 
 class GNNKeypointEncoder(snt.Module):
-    """Graph network over keypoints (graph_nets), SPEC section 4.
+    """Graph network over keypoints (graph_nets), the paper's PKey-GNN encoder.
 
     Node k = [mean encoder feature inside keypoint k's mask, positional code of (y, x)],
     code = Dense(64) + BN + ReLU -> Dense(32). Fully connected graph with self-edges.
@@ -162,17 +166,69 @@ class GNNKeypointEncoder(snt.Module):
         return x
 
 
+# --------------------------------------------------------------------------------------
+# Encoder inputs: the keypoint model's features [N, H, W, C] (42 x 42) and centres
+# [N, K, 2], with heatmaps rendered from the centres on the features' grid.
+
+HEATMAP_STD = 0.15
+MASK_THRESHOLD = 0.2
+
+
+def keypoint_heatmaps(features, centres, std):
+    """Gaussian heatmaps [N, H, W, K] of the centres [N, K, 2] on the features' grid."""
+    height, width = features.shape[1:3]
+    return vision_modules.gaussian_heatmaps(centres, height, width, std)
+
+
+def cnn_inputs(features, centres, std=HEATMAP_STD, threshold=MASK_THRESHOLD):
+    """Features [N, H, W, C] kept where the summed heatmaps exceed `threshold`, else 0."""
+    heatmaps = keypoint_heatmaps(features, centres, std)                 # [N, H, W, K]
+    summed = tf.reduce_sum(heatmaps, axis=-1, keepdims=True)             # [N, H, W, 1]
+    return features * tf.cast(summed > threshold, features.dtype)        # [N, H, W, C]
+
+
+def gnn_inputs(features, centres, std=HEATMAP_STD, threshold=MASK_THRESHOLD):
+    """(node features [N, K, C], centres [N, K, 2]) for the GNN encoder.
+
+    Node k's feature is the mean of `features` [N, H, W, C] over the cells where
+    heatmap k exceeds `threshold` (0 if there are none).
+    """
+    heatmaps = keypoint_heatmaps(features, centres, std)                 # [N, H, W, K]
+    masks = tf.cast(heatmaps > threshold, features.dtype)                # [N, H, W, K]
+    sums = tf.einsum("nhwc,nhwk->nkc", features, masks)                  # [N, K, C]
+    counts = tf.reduce_sum(masks, axis=[1, 2])[:, :, tf.newaxis]         # [N, K, 1]
+    return tf.math.divide_no_nan(sums, counts), centres
+
+
+def gnn_encoder(mp_num_steps):
+    if not (isinstance(mp_num_steps, int) and mp_num_steps >= 1):
+        raise ConfigError(f"mp_num_steps={mp_num_steps!r}: expected an integer >= 1")
+    return GNNKeypointEncoder(mp_num_steps)
+
+
+class KeypointEncoderKind(NamedTuple):
+    build: Callable  # mp_num_steps -> encoder module, inputs [N, ...] -> [N, 128]
+    inputs: Callable  # (features [N, H, W, C], centres [N, K, 2]) -> the encoder's inputs
+
+
+# The `kpt_encoder_type` config values.
+KEYPOINT_ENCODERS = {
+    "cnn": KeypointEncoderKind(lambda mp_num_steps: CNNKeypointEncoder(), cnn_inputs),
+    "gnn": KeypointEncoderKind(gnn_encoder, gnn_inputs),
+}
+
+
+def keypoint_encoder_kind(kpt_encoder_type):
+    """The KEYPOINT_ENCODERS entry of a config value; ConfigError if there is none."""
+    if kpt_encoder_type not in KEYPOINT_ENCODERS:
+        raise ConfigError(f"kpt_encoder_type={kpt_encoder_type!r}: expected one of "
+                          f"{', '.join(KEYPOINT_ENCODERS)}")
+    return KEYPOINT_ENCODERS[kpt_encoder_type]
+
+
 def make_keypoint_encoder(kpt_encoder_type, mp_num_steps=1):
     """The encoder named by the `kpt_encoder_type` config value ("cnn" or "gnn")."""
-    if kpt_encoder_type == "cnn":
-        return CNNKeypointEncoder()
-    if kpt_encoder_type == "gnn":
-        if not (isinstance(mp_num_steps, int) and mp_num_steps >= 1):
-            raise runs.ConfigError(
-                f"mp_num_steps={mp_num_steps!r}: expected an integer >= 1")
-        return GNNKeypointEncoder(mp_num_steps)
-    raise runs.ConfigError(f"kpt_encoder_type={kpt_encoder_type!r}: expected one of "
-                           f"{', '.join(KPT_ENCODER_TYPES)}")
+    return keypoint_encoder_kind(kpt_encoder_type).build(mp_num_steps)
 
 
 def merge_batch_time(x):
@@ -233,11 +289,11 @@ def create_variables(network, example_inputs):
     """Create the network's variables with one eager call on `example_inputs` [B, T, ...].
 
     Call it before any `tf.function` traces a step, under `strategy.scope()` when a
-    tf.distribute strategy is used (SPEC section 8). The batch-norm moving statistics
-    are made replica-local: each replica updates them from its own shard, and reads
-    outside the replicas (acting, checkpoints) see the mean over replicas. With Sonnet's
-    defaults they would be mirrored variables that each replica silently overwrites with
-    its own shard's statistics.
+    tf.distribute strategy is used (docs/DESIGN.md, "Notes on the stack"). The
+    batch-norm moving statistics are made replica-local: each replica updates them from
+    its own shard, and reads outside the replicas (acting, checkpoints) see the mean
+    over replicas. With Sonnet's defaults they would be mirrored variables that each
+    replica silently overwrites with its own shard's statistics.
     """
     with tf.variable_creator_scope(replica_local_statistics):
         network.unroll(example_inputs, is_training=False)

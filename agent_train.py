@@ -1,10 +1,13 @@
-"""Keypoint-based RL agents on Atari (SPEC section 4): recurrent double Q-learning on
+r"""Keypoint-based RL agents on Atari (the paper's Tables 1-3): recurrent double Q-learning on
 the keypoints of a frozen, pre-trained PermaKey or Transporter model.
 
     python agent_train.py with mspacman kp_type="permakey" vis_ckpt_fname=RUN vis_load=best
-    python agent_train.py with mspacman kp_type="transporter" kpt_encoder_type="gnn" vis_ckpt_fname=RUN vis_load=5
-    python agent_train.py with mspacman kp_type="permakey" resume_dir=rl_exp/none/permakey/cnn/mspacman/1
-    python agent_train.py evaluate with mspacman kp_type="permakey" load_ckpts=A,B,C eval_seeds=1,2,3,4,5
+    python agent_train.py with mspacman kp_type="transporter" kpt_encoder_type="gnn" \
+        vis_ckpt_fname=RUN vis_load=5
+    python agent_train.py with mspacman kp_type="permakey" \
+        resume_dir=rl_exp/none/permakey/cnn/mspacman/1
+    python agent_train.py evaluate with mspacman kp_type="permakey" load_ckpts=A,B,C \
+        eval_seeds=1,2,3,4,5
     python agent_train.py with mspacman kp_type="permakey" vis_ckpt_fname=RUN gpu=0,1   # two GPUs
     TF_CONFIG='{"cluster": ..., "task": ...}' python agent_train.py with ...          # one per host
 
@@ -40,6 +43,7 @@ from sacred import Experiment
 from tqdm import tqdm
 
 import agent
+import plots
 import preprocess
 import replay
 import rl_loss
@@ -49,7 +53,6 @@ from runs import ConfigError, one_line_errors
 ex = runs.quiet_experiment(Experiment("keypoint_agent", save_git_info=False))
 EXP_ROOT = "rl_exp"
 KP_TYPES = ("permakey", "transporter")
-AGENT_INPUTS = {"cnn": rl_loss.cnn_inputs, "gnn": rl_loss.gnn_inputs}
 
 
 # --------------------------------------------------------------------------------------
@@ -58,7 +61,7 @@ AGENT_INPUTS = {"cnn": rl_loss.cnn_inputs, "gnn": rl_loss.gnn_inputs}
 
 @ex.config
 def config():
-    env = "mspacman"  # short game name (preprocess.ALE_IDS); the named configs set the SPEC values
+    env = "mspacman"  # short game name; `with <game>` sets the paper's values (preprocess.GAMES)
     num_keypoints = 7
     replay_capacity = 1000  # episodes (lives) kept in the replay
     kp_type = "permakey"  # permakey | transporter
@@ -97,34 +100,7 @@ def config():
     num_eval_episodes = 10  # evaluate: greedy episodes per seed and policy
 
 
-def game_config(env, num_keypoints, replay_capacity):
-    """SPEC section 4: keypoints and replay capacity (episodes) per game."""
-    return {"env": env, "num_keypoints": num_keypoints, "replay_capacity": replay_capacity}
-
-
-for _game, _keypoints, _capacity in (("mspacman", 7, 1000), ("frostbite", 20, 1200),
-                                     ("seaquest", 10, 1000), ("battlezone", 8, 500)):
-    ex.add_named_config(_game, game_config(_game, _keypoints, _capacity))
-ex.add_named_config("frosbite", game_config("frostbite", 20, 1200))  # the authors' spelling
-
-
-def check_named_configs(argv):
-    """Exit with one line for an unknown named config after `with`.
-
-    Sacred's own message names an exception and speaks of "config values"; a game
-    name is the likely intent, so say which games have a named config.
-    """
-    if "with" not in argv:
-        return
-    for token in argv[argv.index("with") + 1:]:
-        if token.startswith("-"):
-            break  # Sacred options follow the updates
-        if "=" in token or token in ex.named_configs or os.path.isfile(token):
-            continue
-        print(f"error: unknown named config {token!r}; named configs: "
-              f"{', '.join(ex.named_configs)} (another game: env=<game> num_keypoints=<K> "
-              f"replay_capacity=<episodes>)", file=sys.stderr)
-        raise SystemExit(2)
+runs.add_game_configs(ex, ("env", "num_keypoints", "replay_capacity"))
 
 
 def as_list(value):
@@ -143,9 +119,7 @@ def agent_spec(env, kp_type, kpt_encoder_type, num_keypoints, noise_type, mp_num
     """What an agent checkpoint depends on; resume and evaluate check it (model.json)."""
     if kp_type not in KP_TYPES:
         raise ConfigError(f"kp_type={kp_type!r}: expected one of {', '.join(KP_TYPES)}")
-    if kpt_encoder_type not in AGENT_INPUTS:
-        raise ConfigError(f"kpt_encoder_type={kpt_encoder_type!r}: expected one of "
-                          f"{', '.join(AGENT_INPUTS)}")
+    agent.keypoint_encoder_kind(kpt_encoder_type)  # ConfigError if unknown
     return {"kind": "keypoint_agent", "env": preprocess.canonical_env(env), "kp_type": kp_type,
             "kpt_encoder_type": kpt_encoder_type, "num_keypoints": num_keypoints,
             "noise_type": preprocess.check_noise_type(noise_type), "mp_num_steps": mp_num_steps}
@@ -255,7 +229,8 @@ def load_keypoint_model(strategy, kp_type, vis_ckpt_fname, vis_load, env, num_ke
     """The pre-trained keypoint model, checked against the config (one line if it differs).
 
     Its variables are created under the strategy (mirrored on every replica's device,
-    restored from the checkpoint as they appear) by one eager call, SPEC section 8.
+    restored from the checkpoint as they appear) by one eager call (docs/DESIGN.md,
+    "Notes on the stack").
     """
     if not vis_ckpt_fname:
         raise ConfigError("vis_ckpt_fname is not set; give the keypoint run folder "
@@ -299,7 +274,7 @@ def make_prepare(kp_model, kpt_encoder_type, cached_keypoints=True):
     runs again on the frames (same inputs, far slower with PermaKey: `make bench`
     compares the two).
     """
-    to_inputs = AGENT_INPUTS[kpt_encoder_type]
+    to_inputs = agent.KEYPOINT_ENCODERS[kpt_encoder_type].inputs
 
     def prepare(windows):
         batch_size, length = windows["frames"].shape[:2]                 # [b, T, 84, 84, 3]
@@ -324,11 +299,12 @@ def make_prepare(kp_model, kpt_encoder_type, cached_keypoints=True):
 
 def q_network(kp_model, kpt_encoder_type, mp_num_steps, num_actions):
     """A recurrent Q-network over the keypoint encoder, its variables created (one eager
-    call on the keypoint model's output for a blank frame, SPEC section 8)."""
+    call on the keypoint model's output for a blank frame; docs/DESIGN.md, "Notes on the stack")."""
+    kind = agent.keypoint_encoder_kind(kpt_encoder_type)
     centres, features = observe(kp_model, tf.zeros([1, 84, 84, 3], tf.uint8))
     example = tf.nest.map_structure(lambda x: x[:, tf.newaxis],            # [1, 1, ...]
-                                    AGENT_INPUTS[kpt_encoder_type](features, centres))
-    encoder = agent.make_keypoint_encoder(kpt_encoder_type, mp_num_steps)
+                                    kind.inputs(features, centres))
+    encoder = kind.build(mp_num_steps)
     network = agent.RecurrentQNetwork(encoder, num_actions)
     agent.create_variables(network, example)
     return network
@@ -361,7 +337,7 @@ def build_q_networks(strategy, *network_args):
 
 def make_act_fn(kp_model, actor, kpt_encoder_type):
     """One batched forward pass of keypoint model and actor Q-network for all envs."""
-    to_inputs = AGENT_INPUTS[kpt_encoder_type]
+    to_inputs = agent.KEYPOINT_ENCODERS[kpt_encoder_type].inputs
 
     @tf.function
     def act(frames, state):
@@ -394,7 +370,7 @@ def env_seeds(seed, count, purpose, *stream):
 
 
 def make_envs(env, mode, seeds, noise_type, eval_time_limit, async_envs):
-    """preprocess.make_env games side by side, one per seed (SPEC section 4 preprocessing).
+    """preprocess.make_env games side by side, one per seed (the agent's preprocessing).
 
     SAME_STEP autoreset: a step that ends an episode returns the next episode's first
     frame, so every returned frame is one to act on.
@@ -472,7 +448,7 @@ class Metrics:
 def agent_run_folder(command, config):
     """rl_exp/<noise>/<kp_type>/<encoder>/<env>/<new id> for training, the run folder
     itself when resuming, .../<env>/evaluate/<new id> for the evaluate command."""
-    env = preprocess.ENV_ALIASES.get(config["env"], config["env"])
+    env = preprocess.env_name(config["env"])
     base = os.path.join(config["exp_root"], str(config["noise_type"]), str(config["kp_type"]),
                         str(config["kpt_encoder_type"]), str(env))
     if command == "evaluate":
@@ -571,7 +547,8 @@ def train(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, vis_ck
                                                 prepare=make_prepare(kp_model, kpt_encoder_type)))
     act = make_act_fn(kp_model, actor, kpt_encoder_type)
 
-    counters = {"env_step": tf.Variable(0, dtype=tf.int64), "updates": tf.Variable(0, dtype=tf.int64)}
+    counters = {"env_step": tf.Variable(0, dtype=tf.int64),
+                "updates": tf.Variable(0, dtype=tf.int64)}
     checkpoint = tf.train.Checkpoint(online=online, target=target, optimizer=optimizer, **counters)
     run_dir = runs.run_dir_of(_run)  # None on non-chief workers
     save, restore = checkpoint_managers(checkpoint, run_dir, resume_dir, ckpt_keep)
@@ -677,21 +654,6 @@ def train(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, vis_ck
 # The evaluate command: the paper's protocol
 
 
-def protocol_summary(returns):
-    """SPEC section 4 over returns [seeds, policies, episodes].
-
-    Per seed: the mean of the policy means and the pooled std sqrt(mean of the policy
-    variances). Reported: the median seed's mean with that seed's pooled std (for an
-    even number of seeds, the lower of the two middle seeds, so the std is a seed's).
-    """
-    policy_means = returns.mean(axis=-1)                                   # [S, P]
-    seed_means = policy_means.mean(axis=-1)                                # [S]
-    pooled_stds = np.sqrt(returns.var(axis=-1).mean(axis=-1))              # [S]
-    median = int(np.argsort(seed_means, kind="stable")[(len(seed_means) - 1) // 2])
-    return {"policy_means": policy_means, "seed_means": seed_means,
-            "pooled_stds": pooled_stds, "median_index": median}
-
-
 def format_table(seeds, policies, summary):
     """The per-seed table and the summary line."""
     lines = ["policies: " + ", ".join(f"P{p + 1}={path}" for p, path in enumerate(policies)),
@@ -730,7 +692,8 @@ def evaluate(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, num
     policies = as_list(load_ckpts)
     seeds = as_list(eval_seeds)
     if not policies:
-        raise ConfigError("load_ckpts is not set; give the agent run folders, e.g. load_ckpts=A,B,C")
+        raise ConfigError("load_ckpts is not set; give the agent run folders, "
+                          "e.g. load_ckpts=A,B,C")
     if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise ConfigError(f"eval_seeds={eval_seeds!r}: expected integers >= 0, e.g. 1,2,3,4,5")
     check_positive_ints(num_eval_episodes=num_eval_episodes)
@@ -758,7 +721,7 @@ def evaluate(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, num
                                            env_seeds(seed, num_eval_episodes, EVAL_SEEDS),
                                            eval_time_limit, async_envs)
 
-    summary = protocol_summary(returns)
+    summary = plots.protocol_summary(returns)
     print(format_table(seeds, policies, summary))
     out_dir = runs.run_dir_of(_run) or "."
     m = summary["median_index"]
@@ -767,7 +730,8 @@ def evaluate(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, num
               "returns": returns.tolist(), "policy_means": summary["policy_means"].tolist(),
               "seed_means": summary["seed_means"].tolist(),
               "pooled_stds": summary["pooled_stds"].tolist(),
-              "median": float(summary["seed_means"][m]), "median_std": float(summary["pooled_stds"][m]),
+              "median": float(summary["seed_means"][m]),
+              "median_std": float(summary["pooled_stds"][m]),
               "median_seed": seeds[m]}
     runs.write_json(os.path.join(out_dir, "evaluation.json"), result)
     print(f"evaluation: {os.path.join(out_dir, 'evaluation.json')}")
@@ -775,7 +739,6 @@ def evaluate(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, num
 
 
 def main(argv):
-    check_named_configs(argv)
     runs.run_commandline(ex, argv)
 
 

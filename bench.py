@@ -490,7 +490,8 @@ def format_table(results):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated: " + ", ".join(ROWS))
+    parser.add_argument("--rows", default=",".join(ROWS),
+                        help="comma-separated: " + ", ".join(ROWS))
     parser.add_argument("--precisions", default=",".join(PRECISIONS),
                         help="comma-separated: " + ", ".join(PRECISIONS))
     parser.add_argument("--steps", type=int, default=20, help="timed steps per row")

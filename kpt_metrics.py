@@ -43,7 +43,7 @@ import numpy as np
 
 import preprocess
 from preprocess import canonical_env, read_h5
-from runs import ConfigError, write_json
+from common import ConfigError, write_json
 
 SCREEN_HEIGHT, SCREEN_WIDTH = 210, 160  # the console screen the RAM positions refer to
 FRAME_SIZE = 84
@@ -89,7 +89,8 @@ def at_bytes(x_bytes, y_bytes=None, dx=0, dy=0, present=None):
     return locate
 
 
-def formation(x_bytes, row_tops, slot_spacing, num_slots, present, dx=0, wrap=None, dy_byte=None, dy_scale=1):
+def formation(x_bytes, row_tops, slot_spacing, num_slots, present, dx=0, wrap=None, dy_byte=None,
+              dy_scale=1):
     """Rows of evenly spaced sprites, as the games draw enemies in lanes or grids.
 
     Row r's slot s has its left edge at ram[x_bytes[r]] + dx + s * slot_spacing (modulo
@@ -175,7 +176,8 @@ def space_invaders_aliens_shown(ram):  # [N, 6, 6]
     return bit(ram[:, 18:24, None], np.arange(6))
 
 
-GAMES = {
+# Sprite boxes per game, read from the console RAM (the games of preprocess.GAMES that have one).
+RAM_MAPS = {
     "mspacman": (
         Sprites("player", 10, 8, at_bytes([10], [16], dx=-12, dy=1)),
         Sprites("ghost", 10, 8, at_bytes([6, 7, 8, 9], [12, 13, 14, 15], dx=-12, dy=1)),
@@ -190,14 +192,16 @@ GAMES = {
     ),
     "frostbite": (
         Sprites("player", 18, 8, at_bytes([102], [100], dy=29, present=frostbite_player_shown)),
-        Sprites("bird", 7, 8, formation(range(84, 88), [160, 134, 108, 82], 32, 2, frostbite_birds_shown)),
-        Sprites("ice_floe", 7, 24, formation(range(31, 35), [174, 148, 122, 96], 32, 3, frostbite_floes_shown,
-                                             dx=-8, wrap=SCREEN_WIDTH)),
+        Sprites("bird", 7, 8, formation(range(84, 88), [160, 134, 108, 82], 32, 2,
+                                        frostbite_birds_shown)),
+        Sprites("ice_floe", 7, 24, formation(range(31, 35), [174, 148, 122, 96], 32, 3,
+                                             frostbite_floes_shown, dx=-8, wrap=SCREEN_WIDTH)),
     ),
     "space_invaders": (
         Sprites("player", 10, 7, at_bytes([28], dx=-1, dy=185)),
         Sprites("alien", 10, 8, formation([26] * 6, [121 - 18 * row for row in range(6)], 16, 6,
-                                          space_invaders_aliens_shown, dx=-1, dy_byte=16, dy_scale=2)),
+                                          space_invaders_aliens_shown, dx=-1, dy_byte=16,
+                                          dy_scale=2)),
     ),
 }
 
@@ -222,10 +226,11 @@ def object_boxes_batch(env, rams):
     Raises NoGroundTruth for a game without a RAM table.
     """
     env = canonical_env(env)
-    if env not in GAMES:
-        raise NoGroundTruth(f"no ground-truth mapping for game {env}; covered: {', '.join(GAMES)}")
+    if env not in RAM_MAPS:
+        raise NoGroundTruth(f"no ground-truth mapping for game {env}; "
+                            f"covered: {', '.join(RAM_MAPS)}")
     rams = np.asarray(rams, np.int64).reshape(-1, 128)
-    per_class = [(sprites.label, *sprite_boxes(sprites, rams)) for sprites in GAMES[env]]
+    per_class = [(sprites.label, *sprite_boxes(sprites, rams)) for sprites in RAM_MAPS[env]]
     frames = []
     for n in range(len(rams)):
         boxes = [b[n][shown[n]] for _, b, shown in per_class]
@@ -241,7 +246,8 @@ def object_boxes(env, ram):
 
 def has_console_ram(arrays, attrs):
     """False for frames converted from the authors' npz files (their RAM is stored as zeros)."""
-    if "ram" not in arrays or not attrs.get("has_ram", True) or attrs.get("source") == "authors_npz":
+    if ("ram" not in arrays or not attrs.get("has_ram", True)
+            or attrs.get("source") == "authors_npz"):
         return False
     return bool(np.any(arrays["ram"]))
 
@@ -262,7 +268,8 @@ def ground_truth_for_split(path_or_arrays, env, attrs=None):
         arrays, attrs, source = path_or_arrays, attrs or {}, "these frames"
     if not has_console_ram(arrays, attrs):
         raise NoGroundTruth(f"no ground truth for {source}: its frames carry no console RAM "
-                            f"(converted from the authors' npz files?); generate data to measure keypoints")
+                            f"(converted from the authors' npz files?); "
+                            f"generate data to measure keypoints")
     if attrs.get("env", env) != env:
         raise ConfigError(f"{source} holds {attrs['env']} frames, not {env}")
     return object_boxes_batch(env, arrays["ram"])
@@ -301,7 +308,8 @@ def box_distances(points, boxes):
 
 
 def mask_distances(points, masks, chunk=32):
-    """Distance from points [N, K, 2] to the nearest True pixel (a unit square) of masks [N, 84, 84]: [N, K].
+    """Distance from points [N, K, 2] to the nearest True pixel (a unit square) of masks
+    [N, 84, 84]: [N, K].
 
     inf where a frame's mask is empty.
     """
@@ -329,7 +337,8 @@ def keypoint_metrics(centres, boxes_per_frame, radius=4.0, bar_masks=None):
     """
     points = pixel_coordinates(centres)                                # [N, K, 2]
     if len(points) != len(boxes_per_frame):
-        raise ValueError(f"{len(points)} frames of keypoints but {len(boxes_per_frame)} frames of boxes")
+        raise ValueError(f"{len(points)} frames of keypoints but "
+                         f"{len(boxes_per_frame)} frames of boxes")
     boxes, valid = padded_boxes(boxes_per_frame)                       # [N, M, 4], [N, M]
     near = (box_distances(points, boxes) <= radius) & valid[:, None]   # [N, K, M]
     found = near.any(axis=1)[valid]                                    # [objects]
@@ -403,7 +412,8 @@ def metrics_table(rows):
 
 
 def model_centres(model, frames, batch_size=32):
-    """Keypoint centres [N, K, 2] of a PermaKey or Transporter model on uint8 frames [N, 84, 84, 3]."""
+    """Keypoint centres [N, K, 2] of a PermaKey or Transporter model on uint8 frames
+    [N, 84, 84, 3]."""
     batches = [np.asarray(model.keypoints(frames[i:i + batch_size].astype(np.float32) / 255.0)[0])
                for i in range(0, len(frames), batch_size)]
     return np.concatenate(batches)
@@ -450,7 +460,8 @@ def split_probe(env, data_dir, noise_type="none", metrics_radius=4.0, valid_metr
     except NoGroundTruth as e:
         print(f"keypoint metrics during training: {e}")
         return None
-    picks = np.unique(np.linspace(0, len(frame_objects) - 1, valid_metrics_frames).round().astype(int))
+    picks = np.unique(
+        np.linspace(0, len(frame_objects) - 1, valid_metrics_frames).round().astype(int))
     boxes = [frame_objects[i].boxes for i in picks]
     frames = preprocess.add_distractors(arrays["frames"][picks], noise_type,
                                         np.random.default_rng(seed))
@@ -462,7 +473,8 @@ def split_probe(env, data_dir, noise_type="none", metrics_radius=4.0, valid_metr
 
     def probe(model):
         if id(model) not in compiled:
-            compiled[id(model)] = tf.function(lambda batch: model.keypoints(batch, is_training=False)[0])
+            compiled[id(model)] = tf.function(
+                lambda batch: model.keypoints(batch, is_training=False)[0])
         keypoints = compiled[id(model)]
         centres = np.concatenate([keypoints(batch).numpy() for batch in images])  # [N, K, 2]
         metrics = keypoint_metrics(centres, boxes, metrics_radius, bar_masks)
@@ -480,7 +492,8 @@ def report_keypoint_quality(models, out_dir, env, data_dir, noise_type, metrics_
     returns None: evaluation goes on.
     """
     try:
-        rows = measure_models(models, env, data_dir, noise_type, metrics_radius, metrics_frames, seed)
+        rows = measure_models(models, env, data_dir, noise_type, metrics_radius, metrics_frames,
+                              seed)
     except NoGroundTruth as e:
         print(f"keypoint metrics: {e}")
         return None

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import kpt_metrics  # noqa: E402
 import preprocess  # noqa: E402
 import runs  # noqa: E402
-from runs import atomic_path  # noqa: E402
+from common import atomic_path  # noqa: E402
 
 KEYPOINT_COLOURS = plt.get_cmap("tab20")(np.arange(20))[:, :3]  # [20, 3] RGB in [0, 1]
 
@@ -201,7 +201,7 @@ def find_artifacts(permakey_exp, transporter_exp, compare_kpts, rl_exp, data_dir
 
 def envs_with_test_split(data_dir):
     """Games with a test split in data_dir (data_dir/<env>/test.h5)."""
-    return sorted(env for env in preprocess.ALE_IDS
+    return sorted(env for env in preprocess.GAMES
                   if os.path.isfile(preprocess.split_path(data_dir, env, "test")))
 
 
@@ -271,7 +271,8 @@ def error_map_figure(run, num_examples):
     arrays = np.load(os.path.join(run.path, "evaluate", "batch_0.npz"))
     return keypoint_grid(arrays["frames"][:num_examples],
                          [("PermaKey", arrays["centres"][:num_examples])],
-                         error_map_rows(arrays["error_maps"][:num_examples], run.config["lsp_layers"]),
+                         error_map_rows(arrays["error_maps"][:num_examples],
+                                        run.config["lsp_layers"]),
                          title=f"PermaKey {run.name}: error maps per LSP layer")
 
 
@@ -314,7 +315,8 @@ def episode_figure(pkey_runs, tp_runs, data_dir, num_frames=8, ckpt="best"):
         return nothing("no PermaKey run to follow through an episode")
     clean = [run for run in pkey_runs if run.labels["noise_type"] == "none"]
     pkey = latest_per_group(clean or pkey_runs, KEYPOINT_LEVELS)[0]
-    partners = latest_per_group([run for run in tp_runs if run.labels == pkey.labels], KEYPOINT_LEVELS)
+    partners = latest_per_group([run for run in tp_runs if run.labels == pkey.labels],
+                                KEYPOINT_LEVELS)
     env, noise_type = pkey.labels["env"], pkey.labels["noise_type"]
     split = read_test_split(data_dir, env)
     if split is None:
@@ -428,7 +430,7 @@ def training_curves(keypoint_runs, what):
 # Table 1's agents: (kp_type, kpt_encoder_type) -> name, and its games in its order.
 AGENT_KINDS = {("permakey", "cnn"): "PKey-CNN", ("permakey", "gnn"): "PKey-GNN",
                ("transporter", "cnn"): "Transporter", ("transporter", "gnn"): "Transporter-GNN"}
-TABLE1_GAMES = ("mspacman", "frostbite", "seaquest", "battlezone")
+TABLE1_GAMES = tuple(env for env, game in preprocess.GAMES.items() if game.rl_table)
 
 
 def agent_kind(run):
@@ -451,7 +453,8 @@ def agent_curves(agent_runs):
         games.setdefault((run.labels["noise_type"], run.labels["env"]), []).append(run)
     if not games:
         return nothing("no RL agent runs to plot — make one with "
-                       '`python agent_train.py with mspacman kp_type="permakey" vis_ckpt_fname=RUN`')
+                       '`python agent_train.py with mspacman kp_type="permakey" '
+                       'vis_ckpt_fname=RUN`')
     fig, axes = panels(len(games), width=4.2, height=3.2)
     for ax, ((noise_type, env), group) in zip(axes, games.items()):
         for run in group:
@@ -493,10 +496,24 @@ class Table:
         return "\n".join(lines + self.notes)
 
 
+def protocol_summary(returns):
+    """The paper's evaluation protocol over returns [seeds, policies, episodes].
+
+    Per seed: the mean of the policy means and the pooled std sqrt(mean of the policy
+    variances). Reported: the median seed's mean with that seed's pooled std (for an
+    even number of seeds, the lower of the two middle seeds, so the std is a seed's).
+    """
+    policy_means = returns.mean(axis=-1)                                   # [S, P]
+    seed_means = policy_means.mean(axis=-1)                                # [S]
+    pooled_stds = np.sqrt(returns.var(axis=-1).mean(axis=-1))              # [S]
+    median = int(np.argsort(seed_means, kind="stable")[(len(seed_means) - 1) // 2])
+    return {"policy_means": policy_means, "seed_means": seed_means,
+            "pooled_stds": pooled_stds, "median_index": median}
+
+
 def protocol_score(returns):
-    """SPEC 4's reported score of returns [seeds, policies, episodes]: the median seed's
+    """The paper's reported score of returns [seeds, policies, episodes]: the median seed's
     mean of policy means and its pooled std, as agent_train's evaluate computes it."""
-    from agent_train import protocol_summary
     summary = protocol_summary(np.asarray(returns, float))
     median = summary["median_index"]
     return float(summary["seed_means"][median]), float(summary["pooled_stds"][median])
@@ -530,12 +547,13 @@ def score_table(noise_type, evaluation_runs):
     cells, notes = {}, []
     for run in latest:
         returns = np.asarray(run.read("evaluation.json")["returns"], float)  # [S, P, E]
-        cells[agent_kind(run), run.labels["env"]] = "{:.1f} ± {:.1f}".format(*protocol_score(returns))
+        cells[agent_kind(run), run.labels["env"]] = "{:.1f} ± {:.1f}".format(
+            *protocol_score(returns))
         notes.append(f"{agent_kind(run)} {run.labels['env']}: {returns.shape[0]} seeds x "
                      f"{returns.shape[1]} policies x {returns.shape[2]} episodes ({run.path})")
     rows = [[kind] + [cells.get((kind, game), "-") for game in games] for kind in kinds]
     return Table(f"scores, noise {noise_type}: median over evaluation seeds ± that seed's "
-                 f"pooled std (SPEC 4)", ["agent"] + games, rows, notes)
+                 f"pooled std (the paper's protocol)", ["agent"] + games, rows, notes)
 
 
 def metric_cell(metrics, key):

@@ -1,7 +1,7 @@
 """Atari environments, frame preprocessing, distractors, and keypoint datasets.
 
 One preprocessing path serves both the keypoint datasets and the RL agent:
-`make_env` builds a game with the NoFrameskip-v4 settings of SPEC section 4 and
+`make_env` builds a game with the NoFrameskip-v4 settings of the paper's agents and
 yields 84 x 84 x 3 uint8 frames; `generate_dataset` plays that same env with a
 random policy and stores its frames (and the console RAM, for measuring keypoints
 against true object positions) in HDF5; `get_datasets` turns the files into
@@ -15,6 +15,7 @@ import functools
 import glob
 import os
 import sys
+from typing import NamedTuple
 
 import gymnasium as gym
 import h5py
@@ -22,18 +23,28 @@ import numpy as np
 from sacred import Experiment
 from tqdm import tqdm
 
-from runs import ConfigError, atomic_path, one_line_errors, quiet_experiment
+from common import ConfigError, atomic_path, one_line_errors, quiet_experiment
 
-ALE_IDS = {
-    "mspacman": "MsPacman",
-    "frostbite": "Frostbite",
-    "seaquest": "Seaquest",
-    "battlezone": "BattleZone",
-    "space_invaders": "SpaceInvaders",
-    "enduro": "Enduro",
-    "montezuma_revenge": "MontezumaRevenge",
+class Game(NamedTuple):
+    """What the code knows of one Atari game; one entry of GAMES."""
+    ale_id: str  # the gym id is <ale_id>NoFrameskip-v4
+    num_keypoints: int  # the paper's K for this game
+    replay_capacity: int = 1000  # the agent's replay, in episodes (lives)
+    aliases: tuple = ()  # other names `env` accepts
+    rl_table: bool = False  # one of the paper's agent games (its Tables 1 and 2)
+
+
+# Every script builds its named configs from this table (runs.add_game_configs): adding a
+# game is one entry here, plus a RAM map in kpt_metrics.RAM_MAPS for keypoint metrics.
+GAMES = {
+    "mspacman": Game("MsPacman", 7, 1000, rl_table=True),
+    "frostbite": Game("Frostbite", 20, 1200, aliases=("frosbite",), rl_table=True),
+    "seaquest": Game("Seaquest", 10, 1000, rl_table=True),
+    "battlezone": Game("BattleZone", 8, 500, rl_table=True),
+    "space_invaders": Game("SpaceInvaders", 25),
+    "enduro": Game("Enduro", 10),
+    "montezuma_revenge": Game("MontezumaRevenge", 10),
 }
-ENV_ALIASES = {"frosbite": "frostbite"}  # the authors' spelling
 NOISE_TYPES = ("none", "horizontal", "vertical", "both")
 SPLITS = ("train", "valid", "test")
 FRAME_SIZE = 84
@@ -50,10 +61,15 @@ DATASET_VERSION = 1  # bump when the generated content changes, so old files are
 
 def canonical_env(env):
     """Short game name as used in folders ('frosbite' -> 'frostbite'); ConfigError if unknown."""
-    env = ENV_ALIASES.get(env, env)
-    if env not in ALE_IDS:
-        raise ConfigError(f"unknown env {env!r}; accepted: {', '.join(ALE_IDS)}")
+    env = env_name(env)
+    if env not in GAMES:
+        raise ConfigError(f"unknown env {env!r}; accepted: {', '.join(GAMES)}")
     return env
+
+
+def env_name(env):
+    """The short name behind an alias ('frosbite' -> 'frostbite'); anything else unchanged."""
+    return next((name for name, game in GAMES.items() if env in game.aliases), env)
 
 
 def check_noise_type(noise_type):
@@ -63,7 +79,7 @@ def check_noise_type(noise_type):
 
 
 def gym_id(env):
-    return f"{ALE_IDS[canonical_env(env)]}NoFrameskip-v4"
+    return f"{GAMES[canonical_env(env)].ale_id}NoFrameskip-v4"
 
 
 # ----------------------------------------------------------------------------
@@ -83,7 +99,7 @@ def resize_frame(frame):
 
 
 def add_distractors(frames, noise_type, rng):
-    """Draw SPEC section 1's distractor bars on uint8 frames [..., 84, 84, 3].
+    """Draw the paper's noisy-Atari distractor bars on uint8 frames [..., 84, 84, 3].
 
     Each frame gets its own bar positions: a full-height bar at a uniform x
     ("vertical"), a full-width bar at a uniform y ("horizontal"), or one of each.
@@ -158,7 +174,7 @@ class FireReset(gym.Wrapper):
 
 
 class LifeLossEnds(gym.Wrapper):
-    """Training only: losing a life ends the episode (SPEC section 4).
+    """Training only: losing a life ends the episode, as in DQN.
 
     As in DQN, the game itself goes on: the next reset continues it with a no-op
     and only restarts the console once the game is really over.
@@ -290,18 +306,22 @@ def read_h5(path, fields=None):
     Raises ConfigError (one line) for a missing, corrupt or truncated file.
     """
     if not os.path.isfile(path):
-        raise ConfigError(f"missing data file {path}; generate it with `python preprocess.py generate with env=...`")
+        raise ConfigError(f"missing data file {path}; generate it with "
+                          f"`python preprocess.py generate with env=...`")
     try:
         with h5py.File(path, "r") as f:
             names = [n for n in (fields or FIELDS) if n in f]
             arrays = {name: f[name][()] for name in names}
             attrs = dict(f.attrs)
     except Exception as e:  # h5py raises OSError, KeyError or RuntimeError for damaged files
-        raise ConfigError(f"corrupt or truncated data file {path} ({type(e).__name__}); delete it to regenerate") from None
+        raise ConfigError(f"corrupt or truncated data file {path} ({type(e).__name__}); "
+                          f"delete it to regenerate") from None
     if "frames" not in arrays or arrays["frames"].shape[1:] != FIELDS["frames"][0]:
-        raise ConfigError(f"data file {path} has no uint8 frames [N, 84, 84, 3]; delete it to regenerate")
+        raise ConfigError(f"data file {path} has no uint8 frames [N, 84, 84, 3]; "
+                          f"delete it to regenerate")
     if any(len(a) != len(arrays["frames"]) for a in arrays.values()):
-        raise ConfigError(f"data file {path} has fields of different lengths; delete it to regenerate")
+        raise ConfigError(f"data file {path} has fields of different lengths; "
+                          f"delete it to regenerate")
     return arrays, attrs
 
 
@@ -346,9 +366,9 @@ def reusable(path, attrs):
     data_dir, env = os.path.dirname(os.path.dirname(path)), attrs["env"]
     if damage:
         if converted_here(data_dir, env):
-            raise ConfigError(f"data file {path} is damaged ({damage}) and holds converted authors' "
-                              f"data; re-convert: delete {os.path.dirname(path)} and run python "
-                              f"preprocess.py convert with env={env} npz_dir=...")
+            raise ConfigError(f"data file {path} is damaged ({damage}) and holds converted "
+                              f"authors' data; re-convert: delete {os.path.dirname(path)} "
+                              f"and run python preprocess.py convert with env={env} npz_dir=...")
         print(f"data file {path} is damaged ({damage}); generating it again", file=sys.stderr)
         return False
     if have.get("source") == "authors_npz":
@@ -380,7 +400,8 @@ def check_data_dir(data_dir):
         raise ConfigError(f"data_dir {data_dir} is not writable; give a writable folder")
 
 
-def generate_dataset(env, data_dir=DEFAULT_DATA_DIR, num_frames=100_000, num_eval_frames=None, seed=0):
+def generate_dataset(env, data_dir=DEFAULT_DATA_DIR, num_frames=100_000, num_eval_frames=None,
+                     seed=0):
     """Write data_dir/<env>/{train,valid,test}.h5 unless identical files exist.
 
     Each split plays its own episodes (its own seed), so no episode crosses
@@ -423,7 +444,8 @@ def convert_npz(npz_dir, env, data_dir=DEFAULT_DATA_DIR):
     for split, found in files.items():
         if not found:
             raise ConfigError(f"no npz files in {os.path.join(npz_dir, split, gym_id(env))}; "
-                              f"expected the authors' layout <npz_dir>/{{train,test}}/{gym_id(env)}/*.npz")
+                              f"expected the authors' layout "
+                              f"<npz_dir>/{{train,test}}/{gym_id(env)}/*.npz")
     existing = [split_path(data_dir, env, split) for split in SPLITS
                 if os.path.exists(split_path(data_dir, env, split))]
     if existing:
@@ -456,7 +478,8 @@ def npz_episode(path, episode):
     frames = np.stack([resize_frame(f) for f in frames])  # [T, 84, 84, 3]
     n = len(frames)
     arrays = {name: np.zeros((n,) + shape, dtype) for name, (shape, dtype) in FIELDS.items()}
-    arrays.update(frames=frames, episode=np.full(n, episode, np.int32), step=np.arange(n, dtype=np.int32))
+    arrays.update(frames=frames, episode=np.full(n, episode, np.int32),
+                  step=np.arange(n, dtype=np.int32))
     return arrays
 
 
@@ -523,7 +546,7 @@ def spread_batches(dataset, num_batches):
 
 
 def pair_dataset(frames, episode, batch_size, noise_type, num_pairs, seed, epoch=None, start=0):
-    """Frame pairs ([B, 84, 84, 3], [B, 84, 84, 3]) for Transporter (SPEC section 1), from
+    """Frame pairs ([B, 84, 84, 3], [B, 84, 84, 3]) for Transporter (docs/DESIGN.md, "Data"), from
     batch `start` on.
 
     epoch None (valid/test): one fixed seeded set of pairs, so that losses compare across
@@ -572,18 +595,20 @@ def get_datasets(env, kind="frames", data_dir=DEFAULT_DATA_DIR, batch_size=32, n
         frames, split_seed = arrays["frames"], seed * len(SPLITS) + index
         training = split == "train"
         if len(frames) < batch_size:
-            raise ConfigError(f"{path} has {len(frames)} frames, fewer than one batch of {batch_size}; "
-                              f"generate more (num_frames) or lower batch_size")
+            raise ConfigError(f"{path} has {len(frames)} frames, fewer than one batch of "
+                              f"{batch_size}; generate more (num_frames) or lower batch_size")
         if kind == "frames":
             args = (frames, batch_size, noise_type, split_seed)
-            datasets[split] = functools.partial(frame_dataset, *args) if training else frame_dataset(*args)
+            datasets[split] = (functools.partial(frame_dataset, *args) if training
+                               else frame_dataset(*args))
             continue
         if len(window_starts(arrays["episode"])) == 0:
-            raise ConfigError(f"{path} has no episode of {PAIR_WINDOW} frames for Transporter pairs; "
-                              f"generate more frames (num_frames)")
+            raise ConfigError(f"{path} has no episode of {PAIR_WINDOW} frames for Transporter "
+                              f"pairs; generate more frames (num_frames)")
         args = (frames, arrays["episode"], batch_size, noise_type,
                 num_pairs if training else max(num_pairs // 10, batch_size), split_seed)
-        datasets[split] = functools.partial(pair_dataset, *args) if training else pair_dataset(*args)
+        datasets[split] = (functools.partial(pair_dataset, *args) if training
+                           else pair_dataset(*args))
     return datasets
 
 
@@ -595,7 +620,7 @@ ex = quiet_experiment(Experiment("preprocess", save_git_info=False))
 
 @ex.config
 def config():
-    env = "mspacman"  # short game name (see ALE_IDS)
+    env = "mspacman"  # short game name (see GAMES)
     data_dir = DEFAULT_DATA_DIR  # files go to data_dir/<env>/{train,valid,test}.h5
     num_frames = 100_000  # training frames; valid and test get num_eval_frames each
     num_eval_frames = None  # None: num_frames // 10
@@ -616,7 +641,8 @@ def generate(env, data_dir, num_frames, num_eval_frames, seed):
 def convert(env, data_dir, npz_dir):
     """Convert the authors' npz episodes to our HDF5 files."""
     if not npz_dir:
-        raise ConfigError("npz_dir is not set; give the folder holding the authors' train/ and test/")
+        raise ConfigError("npz_dir is not set; give the folder holding the authors' train/ "
+                          "and test/")
     for split, path in convert_npz(npz_dir, env, data_dir).items():
         print(f"{split}: {path}")
 

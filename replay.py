@@ -1,4 +1,4 @@
-"""Episodic sequence replay for the recurrent agent (SPEC section 4).
+"""Episodic sequence replay for the recurrent agent (docs/DESIGN.md, "The keypoint agent").
 
 Whole episodes (one per life in training) are stored, counted and evicted as units.
 Sampled windows of `sequence_length` steps (window_size + n_step + 1) never cross an
@@ -8,17 +8,18 @@ import collections
 
 import numpy as np
 
-import runs
+from common import ConfigError
 
 class EpisodeReplay:
     """Whole episodes, the oldest evicted first; windows sampled inside one episode.
 
     Steps arrive one at a time through `add`; an episode becomes sampleable when its
     last step (done=True) arrives. Several environments can feed one replay: each
-    passes its own `stream` id, and each stream builds its own current episode. A step holds the uint8 frame acted on, the action
-    taken, the reward received and whether that transition ended the episode, plus
-    optional per-frame extras named by the caller (e.g. keypoint centres [K, 2]
-    computed while acting, so the frozen keypoint model is not re-run on replay).
+    passes its own `stream` id, and each stream builds its own current episode. A step
+    holds the uint8 frame acted on, the action taken, the reward received and whether
+    that transition ended the episode, plus optional per-frame extras named by the
+    caller (e.g. keypoint centres [K, 2] computed while acting, so the frozen keypoint
+    model is not re-run on replay).
 
     Sampling: a window's first step is drawn uniformly among all stored steps, and the
     window holds the following `sequence_length` steps of that episode. A window that
@@ -35,7 +36,7 @@ class EpisodeReplay:
         """capacity: episodes kept; sequence_length: steps per sampled window."""
         for name, value in (("capacity", capacity), ("sequence_length", sequence_length)):
             if not (isinstance(value, (int, np.integer)) and value >= 1):
-                raise runs.ConfigError(f"replay {name}={value!r}: expected an integer >= 1")
+                raise ConfigError(f"replay {name}={value!r}: expected an integer >= 1")
         self.sequence_length = sequence_length
         self._episodes = collections.deque(maxlen=capacity)
         self._current = collections.defaultdict(lambda: collections.defaultdict(list))

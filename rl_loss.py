@@ -1,14 +1,12 @@
-"""Recurrent double Q-learning for the keypoint agent (SPEC section 4).
+"""Recurrent double Q-learning for the keypoint agent (docs/DESIGN.md, "The keypoint agent").
 
-Three parts:
-  1. agent inputs from keypoints: encoder features masked by heatmaps rendered from
-     the keypoint centres at the feature grid (42 x 42, std 0.15, threshold 0.2);
+Two parts (the Q-network's inputs are built with its encoder, in agent.py):
   2. n-step double-Q targets and the recurrent TD loss over sampled windows;
   3. the learner step (Adam, global-norm clipping, soft target update), which runs
      eagerly, inside `tf.function` and under a tf.distribute strategy.
 
 A training batch is a dict of [B, T, ...] tensors, T >= window_size + n_step:
-  "inputs":  the Q-network's inputs (a nest, e.g. `cnn_inputs` of every frame);
+  "inputs":  the Q-network's inputs (a nest, e.g. `agent.cnn_inputs` of every frame);
   "actions": int32, "rewards": float32, "dones": float32 (1 where the step's
              transition ended the episode, and on padding), "mask": float32 (1 on real
              steps, 0 on padding past the episode end), as `replay.EpisodeReplay` gives.
@@ -18,41 +16,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-import runs
-import vision_modules
-
-HEATMAP_STD = 0.15
-MASK_THRESHOLD = 0.2
-
-
-# --------------------------------------------------------------------------------------
-# 1. Agent inputs from keypoints.
-
-def keypoint_heatmaps(features, centres, std):
-    """Gaussian heatmaps [N, H, W, K] of the centres [N, K, 2] on the features' grid."""
-    height, width = features.shape[1:3]
-    return vision_modules.gaussian_heatmaps(centres, height, width, std)
-
-
-def cnn_inputs(features, centres, std=HEATMAP_STD, threshold=MASK_THRESHOLD):
-    """Features [N, H, W, C] kept where the summed heatmaps exceed `threshold`, else 0."""
-    heatmaps = keypoint_heatmaps(features, centres, std)                 # [N, H, W, K]
-    summed = tf.reduce_sum(heatmaps, axis=-1, keepdims=True)             # [N, H, W, 1]
-    return features * tf.cast(summed > threshold, features.dtype)        # [N, H, W, C]
-
-
-def gnn_inputs(features, centres, std=HEATMAP_STD, threshold=MASK_THRESHOLD):
-    """(node features [N, K, C], centres [N, K, 2]) for the GNN encoder.
-
-    Node k's feature is the mean of `features` [N, H, W, C] over the cells where
-    heatmap k exceeds `threshold` (0 if there are none).
-    """
-    heatmaps = keypoint_heatmaps(features, centres, std)                 # [N, H, W, K]
-    masks = tf.cast(heatmaps > threshold, features.dtype)                # [N, H, W, K]
-    sums = tf.einsum("nhwc,nhwk->nkc", features, masks)                  # [N, K, C]
-    counts = tf.reduce_sum(masks, axis=[1, 2])[:, :, tf.newaxis]         # [N, K, 1]
-    return tf.math.divide_no_nan(sums, counts), centres
-
+from common import ConfigError
 
 # --------------------------------------------------------------------------------------
 # 2. Targets and loss.
@@ -94,7 +58,7 @@ def huber(x, delta=1.0):
 
 @dataclasses.dataclass(frozen=True)
 class LearnerConfig:
-    """Recurrent double Q-learning hyperparameters, SPEC section 4."""
+    """Recurrent double Q-learning hyperparameters of the paper's agents."""
     window_size: int = 8        # steps per sequence that carry a loss
     n_step: int = 3
     gamma: float = 0.99
@@ -103,10 +67,10 @@ class LearnerConfig:
 
     @property
     def sequence_length(self):
-        """Steps to sample per window: window_size + n_step + 1 (SPEC section 4).
+        """Steps to sample per window: window_size + n_step + 1, as the authors sampled.
 
         The targets of the window_size loss steps need window_size + n_step steps; the
-        SPEC's one extra step is sampled but not used by the loss.
+        authors' one extra step is sampled but not used by the loss.
         """
         return self.window_size + self.n_step + 1
 
@@ -170,7 +134,7 @@ def clip_by_global_norm_across_replicas(gradients, max_norm):
 
 
 def make_optimizer(learning_rate=1e-4):
-    """Adam, lr 1e-4 (SPEC section 4). Create it under `strategy.scope()` if any."""
+    """Adam, lr 1e-4, as the paper's agents. Create it under `strategy.scope()` if any."""
     return tf.keras.optimizers.Adam(learning_rate)
 
 
@@ -182,14 +146,15 @@ def make_update_fn(online, target, optimizer, config=LearnerConfig(), strategy=N
     given, `prepare(shard) -> batch` runs first on each replica's shard, on its device:
     it turns what the replay stores (e.g. uint8 frames and keypoint centres) into the
     loss batch above (e.g. keypoint-masked features), so only the compact stored form
-    is split and copied across devices. Each replica computes the loss on its shard; the gradients are summed across replicas,
-    clipped to global norm `config.max_grad_norm` and applied by `optimizer` (a
-    tf.keras optimizer, created under the strategy's scope: Sonnet's optimizers refuse
-    MirroredStrategy, SPEC section 8); then the target network moves towards the online
-    one by `config.tau`. The online and target networks need their variables already
-    (`agent.create_variables`); the optimizer's are created here, eagerly, because a
-    traced step under a strategy cannot create them. Start the target network as a
-    copy of the online one with `soft_update(..., tau=1.0)`.
+    is split and copied across devices. Each replica computes the loss on its shard; the
+    gradients are summed across replicas, clipped to global norm `config.max_grad_norm`
+    and applied by `optimizer` (a tf.keras optimizer, created under the strategy's
+    scope: Sonnet's optimizers refuse MirroredStrategy: docs/DESIGN.md, "Notes on the
+    stack"); then the target network moves towards the online one by `config.tau`. The
+    online and target networks need their variables already (`agent.create_variables`);
+    the optimizer's are created here, eagerly, because a traced step under a strategy
+    cannot create them. Start the target network as a copy of the online one with
+    `soft_update(..., tau=1.0)`.
     """
     strategy = strategy or tf.distribute.get_strategy()
     variables = online.trainable_variables
@@ -222,7 +187,7 @@ def distribute_batch(strategy, batch):
     num_replicas = strategy.num_replicas_in_sync
     batch_size = len(tf.nest.flatten(batch)[0])
     if batch_size % num_replicas:
-        raise runs.ConfigError(f"batch size {batch_size} is not divisible by the "
+        raise ConfigError(f"batch size {batch_size} is not divisible by the "
                                f"{num_replicas} replicas")
 
     def shard(context):

@@ -7,8 +7,6 @@ hold), TensorBoard scalars (`tb/`) and checkpoints (`ckpt_last/`, `ckpt_best/`).
 Resuming points `resume_dir` at such a folder: the new invocation writes into the
 same folder, restores the last checkpoint and continues its step count and metrics.
 """
-import contextlib
-import functools
 import json
 import math
 import os
@@ -21,6 +19,10 @@ import time
 
 from sacred.observers import FileStorageObserver
 
+# Re-exported: the scripts take their errors and file helpers from here with the rest.
+from common import (CHECKPOINT_KEYS, ConfigError, atomic_path, folder_size,  # noqa: F401
+                    one_line_errors, quiet_experiment, read_json, save_npz, write_json)
+
 
 # ----------------------------------------------------------------------------
 # A quiet console
@@ -32,7 +34,6 @@ STARTUP_NOISE = ("absl::InitializeLog", "cuda drivers", "cuInit", "oneDNN custom
                  "Unable to register cu", "TF-TRT Warning", "computation_placer", "cuda_blas",
                  "cuda_dnn", "cuda_fft")
 # Config entries that take a checkpoint name or an epoch number: best, last, 15.
-CHECKPOINT_KEYS = ("ckpt", "pkey_epoch", "tp_epoch", "vis_load")
 
 
 def import_tensorflow():
@@ -67,56 +68,9 @@ def import_tensorflow():
     return tf
 
 
-class QuietConfigWarnings:
-    """A logging filter for Sacred's config warnings that are expected: the docstring of a
-    named config, and `ckpt=15` replacing the default "best" (CHECKPOINT_KEYS)."""
-
-    def filter(self, record):
-        message = record.getMessage()
-        if message.startswith("Added new config entry") and '"__doc__"' in message:
-            return False
-        return not (message.startswith("Changed type of config entry") and
-                    any(f'"{key}" from str to int' in message for key in CHECKPOINT_KEYS))
-
-
-def quiet_experiment(ex):
-    """Give a Sacred experiment its usual console logger, without the expected config
-    warnings (QuietConfigWarnings)."""
-    import logging
-    logger = logging.getLogger()  # Sacred's default: the root logger, "LEVEL - name - message"
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s - %(name)s - %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-    if not any(isinstance(f, QuietConfigWarnings) for f in logger.filters):
-        logger.addFilter(QuietConfigWarnings())
-    ex.logger = logger
-    return ex
-
-
 import_tensorflow()  # at import: scripts import runs before anything imports TensorFlow
-
-
-class ConfigError(ValueError):
-    """Bad user input (config value, file, folder, diverged run). Printed as one line."""
-
-
-def one_line_errors(fn):
-    """Make a Sacred command print a ConfigError as `error: ...` and exit with status 2.
-
-    SystemExit is not an Exception, so Sacred does not turn it into a traceback.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ConfigError as e:
-            print(f"error: {e}", file=sys.stderr)
-            raise SystemExit(2)
-
-    return wrapper
+import preprocess  # noqa: E402
+import vision_modules  # noqa: E402  (after TensorFlow has started quietly)
 
 
 # ----------------------------------------------------------------------------
@@ -184,40 +138,6 @@ class RunFolderObserver(FileStorageObserver):
     del _when_started
 
 
-def read_json(path, default=None):
-    if not os.path.exists(path):
-        return default
-    with open(path) as f:
-        return json.load(f)
-
-
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary name to write; rename it to `path` only if the block succeeds.
-
-    An interrupted or failed write leaves neither a partial `path` nor the temporary.
-    """
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_json(path, data):
-    """Write JSON atomically; numpy scalars are written as plain numbers."""
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True, default=numpy_scalar)
-
-
-def numpy_scalar(value):
-    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
 def run_dir_of(_run):
     """The folder this Sacred run writes to, made now if it does not exist yet (None when
     run without an observer). Call it once the config has been checked."""
@@ -244,11 +164,13 @@ def check_model_spec(run_dir, expected):
         raise ConfigError(f"run folder {run_dir} does not exist")
     spec = read_json(os.path.join(run_dir, "model.json"))
     if spec is None:
-        raise ConfigError(f"run folder {run_dir} has no model.json: not a training run of this repository")
+        raise ConfigError(f"run folder {run_dir} has no model.json: "
+                          f"not a training run of this repository")
     for key, want in expected.items():
-        have = spec.get(key, SPEC_DEFAULTS.get(key))
+        have = spec.get(key, ARCH_DEFAULTS.get(key))
         if normalise(have) != normalise(want):
-            raise ConfigError(f"run {run_dir} was trained with {key}={have!r}, requested {key}={want!r}")
+            raise ConfigError(f"run {run_dir} was trained with {key}={have!r}, "
+                              f"requested {key}={want!r}")
     return spec
 
 
@@ -266,8 +188,8 @@ def checkpoint_path(run_dir, which="best"):
     else:
         path = tf.train.latest_checkpoint(os.path.join(run_dir, f"ckpt_{which}"))
     if path is None:
-        raise ConfigError(f"run folder {run_dir} has no {which!r} checkpoint; accepted: best, last, "
-                          f"or a saved epoch number")
+        raise ConfigError(f"run folder {run_dir} has no {which!r} checkpoint; "
+                          f"accepted: best, last, or a saved epoch number")
     return path
 
 
@@ -281,11 +203,31 @@ class Stopped(KeyboardInterrupt):
 
 
 def run_commandline(ex, argv=None):
-    """ex.run_commandline(argv), exiting with status 0 when training stopped cleanly on a signal."""
+    """ex.run_commandline(argv), exiting with status 0 when training stopped cleanly on a
+    signal, and with one line naming the named configs when `with` gives an unknown one."""
+    check_named_configs(ex, sys.argv if argv is None else argv)
     try:
         ex.run_commandline(argv)
     except Stopped:
         sys.exit(0)
+
+
+def check_named_configs(ex, argv):
+    """Exit with one line for an unknown named config after `with`.
+
+    Sacred's own message names an exception and speaks of "config values"; a game
+    name is the likely intent, so say which named configs there are.
+    """
+    if "with" not in argv:
+        return
+    for token in argv[argv.index("with") + 1:]:
+        if token.startswith("-"):
+            break  # Sacred options follow the updates
+        if "=" in token or token in ex.named_configs or os.path.isfile(token):
+            continue
+        print(f"error: unknown named config {token!r}; named configs: "
+              f"{', '.join(ex.named_configs)}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 class StopSignals:
@@ -324,12 +266,6 @@ def epochs_to_keep(improved_epochs, last_epoch, keep_epochs):
     if keep_epochs < 0:
         return set(range(1, last_epoch + 1))
     return set(improved_epochs) | set(range(max(last_epoch - keep_epochs, 0) + 1, last_epoch + 1))
-
-
-def folder_size(path):
-    """Bytes in the files under `path`."""
-    return sum(os.path.getsize(os.path.join(folder, name))
-               for folder, _, names in os.walk(path) for name in names)
 
 
 def drop_metrics_after(run_dir, step):
@@ -505,8 +441,18 @@ def keypoint_run_folder(command, config):
     if config.get("resume_dir"):
         return config["resume_dir"], True
     root = config.get("save_base_dir") if command == "compare_kpts" else config["exp_root"]
-    env = {"frosbite": "frostbite"}.get(config["env"], config["env"])
+    env = preprocess.env_name(config["env"])
     return os.path.join(root, config["noise_type"], env, str(config["num_keypoints"])), False
+
+
+def add_game_configs(ex, keys=("env", "num_keypoints")):
+    """One named config per game of preprocess.GAMES and per alias (`with seaquest`),
+    setting `keys` of env, num_keypoints (the paper's K) and replay_capacity."""
+    for name, game in preprocess.GAMES.items():
+        values = {"env": name, "num_keypoints": game.num_keypoints,
+                  "replay_capacity": game.replay_capacity}
+        for config_name in (name, *game.aliases):
+            ex.add_named_config(config_name, {key: values[key] for key in keys})
 
 
 def compiled_steps(model, optimizer, loss_fn):
@@ -564,10 +510,10 @@ def resolve_precision(precision, flags=None, gpus=None):
     flags: CPU flags (default: this machine's); gpus: GPU compute capabilities (default:
     the visible GPUs').
     """
-    from vision_modules import PRECISIONS
     if precision != "auto":
-        if precision not in PRECISIONS:
-            raise ConfigError(f"precision={precision!r}: expected one of auto, {', '.join(PRECISIONS)}")
+        if precision not in vision_modules.PRECISIONS:
+            raise ConfigError(f"precision={precision!r}: expected one of auto, "
+                              f"{', '.join(vision_modules.PRECISIONS)}")
         return precision
     gpus = gpu_compute_capabilities() if gpus is None else gpus
     if gpus:
@@ -585,7 +531,7 @@ def resolve_precision(precision, flags=None, gpus=None):
 
 
 def inverse_time_adam(learning_rate, decay_steps, decay_rate):
-    """Adam with staircase inverse-time decay, as both keypoint models use (SPEC 2, 3).
+    """Adam with staircase inverse-time decay, as both keypoint models use (docs/DESIGN.md).
 
     A Keras optimizer (not a Keras model): it also works under tf.distribute strategies.
     """
@@ -658,7 +604,7 @@ ARCH_KEYS = {  # constructor arguments of each keypoint model, as stored in mode
 
 
 # Values of model.json keys added after runs were made: what those runs had.
-SPEC_DEFAULTS = {"pnet_readout": "axis"}
+ARCH_DEFAULTS = {"pnet_readout": "axis"}
 
 
 def load_keypoint_model(run_dir, ckpt, expected):
@@ -676,14 +622,6 @@ def load_keypoint_model(run_dir, ckpt, expected):
 
 def build_keypoint_model(spec):
     """A fresh PermaKey or Transporter module from a model spec (see ARCH_KEYS)."""
-    import vision_modules
     classes = {"permakey": vision_modules.PermaKey, "transporter": vision_modules.Transporter}
-    return classes[spec["kind"]](**{key: spec.get(key, SPEC_DEFAULTS.get(key))
+    return classes[spec["kind"]](**{key: spec.get(key, ARCH_DEFAULTS.get(key))
                                     for key in ARCH_KEYS[spec["kind"]]})
-
-
-def save_npz(path, arrays):
-    """np.savez_compressed, atomically."""
-    import numpy as np
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)

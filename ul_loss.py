@@ -6,10 +6,10 @@ scalar losses including "total", the one to differentiate, and the model's outpu
 import tensorflow as tf
 
 # The model owns the transport step (it is part of Transporter's forward pass); it is
-# re-exported here because the brief places it with the losses.
+# re-exported here because the authors' ul_loss.py:transporter_loss holds it with the loss.
 from vision_modules import transport  # noqa: F401
 
-# Fixed variance of the Gaussian likelihood p(x | z) (SPEC 2).
+# Fixed variance of the Gaussian likelihood p(x | z) (authors' ul_loss.py:pkey_loss).
 RECON_VARIANCE = 0.1
 
 

@@ -159,7 +159,8 @@ def main():
                    help="the PointNet sees the RGB frame beside the error maps (the loss still "
                         "reads the error maps only)")
     p.add_argument("--blank_strip", action="store_true",
-                   help="zero the error maps below the maze (rows >= 68: score, lives, level fruit)")
+                   help="zero the error maps below the maze (rows >= 68: score, lives, "
+                        "level fruit)")
     a = p.parse_args()
 
     valid, attrs = pp.read_h5(pp.split_path(a.data_dir, "mspacman", "valid"), ("frames", "ram"))
@@ -218,7 +219,8 @@ def main():
         pixels = km.pixel_coordinates(centres)
         boxes_padded, valid_boxes = km.padded_boxes(boxes)
         near = (km.box_distances(pixels, boxes_padded) <= 4.0) & valid_boxes[:, None]
-        print(f"{name} per keypoint: mean (y, x) px {np.round(pixels.mean(0)).astype(int).tolist()}, "
+        print(f"{name} per keypoint: "
+              f"mean (y, x) px {np.round(pixels.mean(0)).astype(int).tolist()}, "
               f"precision {np.round(near.any(2).mean(0), 2).tolist()}, "
               f"in the bottom strip {float((pixels[..., 0] >= STRIP_TOP).mean()):.2f}", flush=True)
         print(json.dumps({"variant": name, "curve": curve}))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import agent
 import agent_train
 import preprocess
 import replay
@@ -58,9 +59,9 @@ def test_replayed_inputs_equal_the_inputs_acted_on(kp_type, tiny_pkey_run, tiny_
     windows = buffer.sample(8)
     real = windows["mask"] == 1
     steps = windows["actions"][real]
-    for (encoder, to_inputs), cached in itertools.product(agent_train.AGENT_INPUTS.items(),
-                                                          [True, False]):
-        acted_on = to_inputs(features, centres)
+    for (encoder, kind), cached in itertools.product(agent.KEYPOINT_ENCODERS.items(),
+                                                     [True, False]):
+        acted_on = kind.inputs(features, centres)
         prepare = agent_train.make_prepare(kp_model, encoder, cached_keypoints=cached)
         replayed = prepare(tf.nest.map_structure(tf.constant, windows))["inputs"]
         for kept, rebuilt in zip(tf.nest.flatten(acted_on), tf.nest.flatten(replayed)):
@@ -134,18 +135,8 @@ def test_evaluate_prints_the_per_seed_table_and_writes_json(agent_run, capsys):
     assert returns.shape == (2, 2, 2)                          # seeds, policies, episodes
     np.testing.assert_array_equal(returns[:, 0], returns[:, 1])  # same policy, same seeds
     assert result["median_seed"] in (1, 2)
-    assert result["median"] == result["seed_means"][result["eval_seeds"].index(result["median_seed"])]
-
-
-def test_protocol_summary_pools_stds_and_takes_the_median_seed():
-    returns = np.array([[[1.0, 3.0], [5.0, 5.0]],                 # seed 1: means 2, 5
-                        [[0.0, 0.0], [2.0, 6.0]],                 # seed 2: means 0, 4
-                        [[9.0, 9.0], [9.0, 11.0]],                # seed 3: means 9, 10
-                        [[4.0, 4.0], [4.0, 4.0]]])                # seed 4: means 4, 4
-    summary = agent_train.protocol_summary(returns)
-    np.testing.assert_allclose(summary["seed_means"], [3.5, 2.0, 9.5, 4.0])
-    np.testing.assert_allclose(summary["pooled_stds"], np.sqrt([0.5, 2.0, 0.5, 0.0]))
-    assert summary["median_index"] == 0   # even count: the lower middle seed (3.5, not 4.0)
+    assert (result["median"]
+            == result["seed_means"][result["eval_seeds"].index(result["median_seed"])])
 
 
 # --------------------------------------------------------------------------------------
@@ -218,8 +209,7 @@ def test_unknown_named_config_is_one_line(capsys):
     assert exit_info.value.code == 2
     line = capsys.readouterr().err.strip()
     assert line == ("error: unknown named config 'pong'; named configs: mspacman, frostbite, "
-                    "seaquest, battlezone, frosbite (another game: env=<game> num_keypoints=<K> "
-                    "replay_capacity=<episodes>)")
+                    "frosbite, seaquest, battlezone, space_invaders, enduro, montezuma_revenge")
 
 
 def test_bad_evaluate_input_is_one_line(agent_run, tmp_path, one_line_error):
@@ -231,7 +221,8 @@ def test_bad_evaluate_input_is_one_line(agent_run, tmp_path, one_line_error):
     cases = [
         ({}, "load_ckpts is not set"),
         ({"load_ckpts": "no/such/run"}, "run folder no/such/run does not exist"),
-        ({"load_ckpts": keypoint_run}, "was trained with kind='permakey', requested kind='keypoint_agent'"),
+        ({"load_ckpts": keypoint_run},
+         "was trained with kind='permakey', requested kind='keypoint_agent'"),
         ({"load_ckpts": run_dir, "kpt_encoder_type": "gnn"}, "requested kpt_encoder_type='gnn'"),
         ({"load_ckpts": str(no_checkpoint)}, "has no checkpoint in ckpt/"),
         ({"load_ckpts": f"{run_dir},{run_dir},{run_dir}",

@@ -1,4 +1,5 @@
-"""Ground-truth boxes from RAM checked against rendered frames, and the keypoint scores (kpt_metrics.py)."""
+"""Ground-truth boxes from RAM checked against rendered frames, and the keypoint scores
+(kpt_metrics.py)."""
 import json
 import math
 import os
@@ -74,7 +75,8 @@ def sprite_statistics(mask, boxes_per_frame, rng, margin=2):
             shift = rng.uniform([0, 0], [km.FRAME_SIZE, km.FRAME_SIZE]) - box[:2]
             rows, cols = box_pixels(box + np.tile(shift, 2))
             chance.append(frame_mask[rows, cols].any())
-    return {"boxes": len(hits), "hit": np.mean(hits), "chance": np.mean(chance), "coverage": inside / max(near, 1)}
+    return {"boxes": len(hits), "hit": np.mean(hits), "chance": np.mean(chance),
+            "coverage": inside / max(near, 1)}
 
 
 class SummonFruit(gym.Wrapper):
@@ -90,7 +92,8 @@ class SummonFruit(gym.Wrapper):
 
 @pytest.fixture(scope="module")
 def rendered():
-    """game -> (frames [N, 84, 84, 3], RAM [N, 128], FrameObjects per frame) from random play, made once."""
+    """game -> (frames [N, 84, 84, 3], RAM [N, 128], FrameObjects per frame) from random play,
+    made once."""
     cache = {}
 
     def play(game):
@@ -113,7 +116,8 @@ def test_ram_boxes_hold_their_sprites(rendered, game, label):
     top, bottom = PLAYFIELD_ROWS[game]
     mask = shows_colours(frames, colours)
     mask[:, :top] = mask[:, bottom + 1:] = False
-    stats = sprite_statistics(mask, [o.boxes[o.labels == label] for o in objects], np.random.default_rng(0))
+    stats = sprite_statistics(mask, [o.boxes[o.labels == label] for o in objects],
+                              np.random.default_rng(0))
     assert stats["boxes"] >= 100, stats
     assert stats["hit"] >= least_hit, stats
     assert stats["chance"] <= stats["hit"] / 2, stats
@@ -125,7 +129,8 @@ def test_ram_boxes_hold_their_sprites(rendered, game, label):
 
 def screen_box(top, left, height, width):
     """A screen rectangle in 84 x 84 box coordinates, computed as the module docstring says."""
-    return [top * 0.4 - 0.5, left * 0.525 - 0.5, (top + height) * 0.4 - 0.5, (left + width) * 0.525 - 0.5]
+    return [top * 0.4 - 0.5, left * 0.525 - 0.5,
+            (top + height) * 0.4 - 0.5, (left + width) * 0.525 - 0.5]
 
 
 def test_mspacman_player_box_from_hand_made_ram():
@@ -142,7 +147,8 @@ def test_fruit_partly_off_screen_is_clipped_and_absent_without_position():
     ram[10], ram[16] = 80, 50
     ram[11], ram[17] = 5, 100  # left edge at screen x = -7
     objects = km.object_boxes("mspacman", ram)
-    np.testing.assert_allclose(objects.boxes[objects.labels == "fruit"][0], screen_box(101, 0, 10, 1), atol=1e-5)
+    np.testing.assert_allclose(objects.boxes[objects.labels == "fruit"][0],
+                               screen_box(101, 0, 10, 1), atol=1e-5)
     ram[11] = 0
     assert "fruit" not in km.object_boxes("mspacman", ram).labels
 
@@ -155,7 +161,7 @@ def test_batch_and_single_frame_agree(rendered):
         np.testing.assert_array_equal(single.labels, frame_objects.labels)
 
 
-@pytest.mark.parametrize("game", sorted(km.GAMES))
+@pytest.mark.parametrize("game", sorted(km.RAM_MAPS))
 def test_boxes_lie_in_the_frame(rendered, game):
     _, _, objects = rendered(game)
     boxes = np.concatenate([o.boxes for o in objects])
@@ -167,7 +173,8 @@ def test_boxes_lie_in_the_frame(rendered, game):
 
 
 def test_unmapped_game_names_the_covered_ones():
-    with pytest.raises(km.NoGroundTruth, match="no ground-truth mapping for game battlezone; covered: mspacman"):
+    with pytest.raises(km.NoGroundTruth,
+                       match="no ground-truth mapping for game battlezone; covered: mspacman"):
         km.object_boxes("battlezone", np.ones(128, np.uint8))
     with pytest.raises(ConfigError, match="battlezone"):
         km.ground_truth_for_split({"ram": np.ones((3, 128), np.uint8)}, "battlezone")
@@ -189,7 +196,8 @@ def test_ground_truth_for_a_generated_file(tmp_path):
 
 def test_converted_npz_frames_have_no_ground_truth(tmp_path):
     path, _ = small_split(tmp_path, {"env": "mspacman", "source": "authors_npz", "has_ram": False})
-    with pytest.raises(km.NoGroundTruth, match=r"^no ground truth for .*test\.h5: its frames carry no console RAM"):
+    with pytest.raises(km.NoGroundTruth,
+                       match=r"^no ground truth for .*test\.h5: its frames carry no console RAM"):
         km.ground_truth_for_split(path, "mspacman")
 
 
@@ -240,20 +248,25 @@ def test_radius_widens_the_reach():
 def test_fraction_on_distractor_bars():
     masks = np.zeros((1, 84, 84), bool)
     masks[0, :, 40:45] = True  # pixel columns 40..44 cover x in [39.5, 44.5]
-    centres = to_centres([[[30, 42], [30, 35], [30, 36], [30, 48], [30, 49]]])  # gaps 0, 4.5, 3.5, 3.5, 4.5
+    # gaps 0, 4.5, 3.5, 3.5, 4.5
+    centres = to_centres([[[30, 42], [30, 35], [30, 36], [30, 48], [30, 49]]])
     metrics = km.keypoint_metrics(centres, [np.zeros((0, 4))], radius=4.0, bar_masks=masks)
     assert metrics["on_distractor"] == pytest.approx(3 / 5)
-    metrics = km.keypoint_metrics(centres, [np.zeros((0, 4))], bar_masks=np.zeros((1, 84, 84), bool))
+    metrics = km.keypoint_metrics(centres, [np.zeros((0, 4))],
+                                  bar_masks=np.zeros((1, 84, 84), bool))
     assert metrics["on_distractor"] == 0
 
 
 def test_distractor_masks_from_bars_drawn_on_frames():
-    frames = pp.add_distractors(np.zeros((50, 84, 84, 3), np.uint8), "both", np.random.default_rng(0))
+    frames = pp.add_distractors(np.zeros((50, 84, 84, 3), np.uint8), "both",
+                                np.random.default_rng(0))
     masks = np.all(frames == pp.BAR_COLOUR, axis=-1)
     centres = np.random.default_rng(1).uniform(-1, 1, (50, 40, 2))
-    on_bar = km.keypoint_metrics(centres, [np.zeros((0, 4))] * 50, radius=0.0, bar_masks=masks)["on_distractor"]
+    on_bar = km.keypoint_metrics(centres, [np.zeros((0, 4))] * 50, radius=0.0,
+                                 bar_masks=masks)["on_distractor"]
     pixels = np.rint(km.pixel_coordinates(centres)).astype(int)
-    assert on_bar == pytest.approx(masks[np.arange(50)[:, None], pixels[..., 0], pixels[..., 1]].mean(), abs=0.01)
+    assert on_bar == pytest.approx(
+        masks[np.arange(50)[:, None], pixels[..., 0], pixels[..., 1]].mean(), abs=0.01)
 
 
 def test_random_baseline_matches_the_area_within_reach_of_one_box():
@@ -333,16 +346,18 @@ def test_report_scores_models_and_a_random_row(tiny_splits, tmp_path, capsys):
 
 
 def test_report_without_ground_truth_says_so_and_goes_on(tiny_splits, tmp_path, capsys):
-    result = km.report_keypoint_quality({"m": FixedKeypoints([[0.0, 0.0]])}, str(tmp_path), "battlezone",
-                                        tiny_splits, "none", 4.0, 10, 0)
+    result = km.report_keypoint_quality({"m": FixedKeypoints([[0.0, 0.0]])}, str(tmp_path),
+                                        "battlezone", tiny_splits, "none", 4.0, 10, 0)
     assert result is None and os.listdir(tmp_path) == []
-    assert "no ground-truth mapping for game battlezone; covered: mspacman" in capsys.readouterr().out
+    assert ("no ground-truth mapping for game battlezone; covered: mspacman"
+            in capsys.readouterr().out)
 
 
 def test_spread_by_hand():
     # keypoint 0 alternates between two pixels 6 px apart along x: 3 px from its mean
     # in every frame; keypoint 1 never moves.
-    pixels = np.array([[[40.0, 10.0], [20.0, 20.0]], [[40.0, 16.0], [20.0, 20.0]]] * 5)  # [10, 2, 2]
+    pixels = np.array([[[40.0, 10.0], [20.0, 20.0]],
+                       [[40.0, 16.0], [20.0, 20.0]]] * 5)  # [10, 2, 2]
     assert km.keypoint_spread(to_centres(pixels)) == pytest.approx((3.0 + 0.0) / 2)
 
 

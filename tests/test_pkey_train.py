@@ -45,7 +45,8 @@ def test_training_on_sprites_lowers_losses_and_finds_the_sprites(pnet_readout, p
                                           pnet_loss=pnet_loss)
     history = [train_step(sprite_frames(batch, size, rng)[0]) for _ in range(steps)]
     for name in ("recon", "kl", "lsp", "pnet"):
-        first, last = (np.mean([float(h[name]) for h in part]) for part in (history[:10], history[-10:]))
+        first, last = (np.mean([float(h[name]) for h in part])
+                       for part in (history[:10], history[-10:]))
         assert last < 0.7 * first, (name, first, last)
     held_out, held_centres = sprite_frames(64, size, np.random.default_rng(99))
     centres = model.keypoints(held_out)[0].numpy()  # [64, 3, 2]
@@ -73,7 +74,8 @@ def read_metrics(run_dir):
 def test_run_folder_layout(tiny_run):
     config, run_dir = tiny_run
     assert run_dir.endswith(os.path.join("none", "mspacman", "3", "1"))
-    for name in ("config.json", "run.json", "metrics.json", "model.json", "tb", "ckpt_best", "ckpt_last"):
+    for name in ("config.json", "run.json", "metrics.json", "model.json", "tb", "ckpt_best",
+                 "ckpt_last"):
         assert os.path.exists(os.path.join(run_dir, name)), name
     metrics = read_metrics(run_dir)
     assert {"valid.lsp", "valid.pnet", "test.lsp"} <= set(metrics)
@@ -116,7 +118,8 @@ def test_evaluate_refuses_a_checkpoint_of_another_config(tiny_run, one_line_erro
     config, run_dir = tiny_run
     line = one_line_error(pkey_train.ex, "evaluate",
                           dict(config, run_dir=run_dir, num_keypoints=5))
-    assert line == f"error: run {run_dir} was trained with num_keypoints=3, requested num_keypoints=5"
+    assert line == (f"error: run {run_dir} was trained with num_keypoints=3, "
+                    f"requested num_keypoints=5")
 
 
 def test_evaluate_refuses_a_folder_without_checkpoints(tiny_run, tmp_path, one_line_error):

@@ -57,7 +57,8 @@ def test_keypoint_colours_are_fixed_per_index():
     for seed in (0, 1):  # other frames, other positions, fewer keypoints: same colour per index
         rng = np.random.default_rng(seed)
         _, ax = plt.subplots()
-        plots.show_keypoints(ax, rng.uniform(size=(84, 84, 3)), rng.uniform(-1, 1, size=(7 - 3 * seed, 2)))
+        plots.show_keypoints(ax, rng.uniform(size=(84, 84, 3)),
+                             rng.uniform(-1, 1, size=(7 - 3 * seed, 2)))
         drawn.append(ax.collections[0].get_facecolors()[:, :3])
     np.testing.assert_allclose(drawn[1], drawn[0][:4])
     assert len(np.unique(drawn[0], axis=0)) == 7
@@ -87,28 +88,32 @@ def test_episode_indices_are_consecutive_frames_of_the_first_long_enough_episode
 
 def test_find_runs_finds_numbered_run_folders_with_the_marker(tmp_path):
     best = {"ckpt_best/checkpoint": "x"}
-    for parts in [("none", "mspacman", 10, 1), ("none", "mspacman", 7, 2), ("none", "mspacman", 7, 1),
-                  ("both", "seaquest", 10, 3)]:
+    for parts in [("none", "mspacman", 10, 1), ("none", "mspacman", 7, 2),
+                  ("none", "mspacman", 7, 1), ("both", "seaquest", 10, 3)]:
         make_run(tmp_path, *parts, files=best)
     make_run(tmp_path, "none", "mspacman", 7, 3)                          # no checkpoint yet
     make_run(tmp_path, "none", "mspacman", 7, "_sources", files=best)     # Sacred's, not a run
     make_run(tmp_path, "none", "mspacman", files=best)                    # too shallow
-    found = plots.find_runs(str(tmp_path), plots.KEYPOINT_LEVELS, os.path.join("ckpt_best", "checkpoint"))
+    found = plots.find_runs(str(tmp_path), plots.KEYPOINT_LEVELS,
+                            os.path.join("ckpt_best", "checkpoint"))
     assert [run.name for run in found] == ["both/seaquest/10/3", "none/mspacman/7/1",
                                            "none/mspacman/7/2", "none/mspacman/10/1"]
     assert found[1].labels == {"noise_type": "none", "env": "mspacman", "num_keypoints": "7"}
     assert found[1].path == str(tmp_path / "none" / "mspacman" / "7" / "1")
     latest = plots.latest_per_group(found, plots.KEYPOINT_LEVELS)
-    assert [run.name for run in latest] == ["both/seaquest/10/3", "none/mspacman/7/2", "none/mspacman/10/1"]
+    assert [run.name for run in latest] == ["both/seaquest/10/3", "none/mspacman/7/2",
+                                            "none/mspacman/10/1"]
     assert plots.find_runs(str(tmp_path / "missing"), plots.KEYPOINT_LEVELS, "config.json") == []
 
 
 def test_find_artifacts_tells_agent_runs_from_their_evaluations(tmp_path):
     rl = tmp_path / "rl_exp"
     make_run(rl, "none", "permakey", "cnn", "mspacman", 1, files={"evaluations.json": []})
-    make_run(rl, "none", "permakey", "cnn", "mspacman", "evaluate", 1, files={"evaluation.json": {}})
+    make_run(rl, "none", "permakey", "cnn", "mspacman", "evaluate", 1,
+             files={"evaluation.json": {}})
     found = plots.find_artifacts(*(str(tmp_path / name) for name in
-                                   ("permakey_exp", "transporter_exp", "compare_kpts", "rl_exp", "data")))
+                                   ("permakey_exp", "transporter_exp", "compare_kpts", "rl_exp",
+                                    "data")))
     assert [run.name for run in found.agents] == ["none/permakey/cnn/mspacman/1"]
     [evaluated] = found.agent_evaluations
     assert evaluated.name == "none/permakey/cnn/mspacman/evaluate/1"
@@ -121,13 +126,15 @@ def test_find_artifacts_tells_agent_runs_from_their_evaluations(tmp_path):
 
 
 def test_ablation_groups_hold_runs_that_differ_in_one_value(tmp_path):
-    for run_id, k, layers, noise_type in [(1, 7, [0, 1], "none"), (2, 7, [0, 1], "none"), (3, 7, [1], "none"),
-                                          (1, 10, [0, 1], "none"), (4, 7, [0], "both")]:
+    for run_id, k, layers, noise_type in [(1, 7, [0, 1], "none"), (2, 7, [0, 1], "none"),
+                                          (3, 7, [1], "none"), (1, 10, [0, 1], "none"),
+                                          (4, 7, [0], "both")]:
         make_run(tmp_path, noise_type, "mspacman", k, run_id, files={"config.json": {
             "num_keypoints": k, "lsp_layers": layers, "noise_type": noise_type, "env": "mspacman"}})
     found = plots.find_runs(str(tmp_path), plots.KEYPOINT_LEVELS, "config.json")
     by_k = plots.ablation_groups(found, "num_keypoints")
-    assert [[(run.labels["num_keypoints"], run.id) for run in group] for group in by_k] == [[("7", 2), ("10", 1)]]
+    assert ([[(run.labels["num_keypoints"], run.id) for run in group] for group in by_k]
+            == [[("7", 2), ("10", 1)]])
     by_layers = plots.ablation_groups(found, "lsp_layers")
     assert [[run.config["lsp_layers"] for run in group] for group in by_layers] == [[[0, 1], [1]]]
     assert [run.id for run in by_layers[0]] == [2, 3]
@@ -149,24 +156,29 @@ def test_training_curves_carry_the_logged_values(tmp_path):
     lsp, pnet = fig.axes
     assert (lsp.get_title(), pnet.get_title()) == ("lsp", "pnet")
     lines = {line.get_label(): line for line in lsp.lines}
-    assert sorted(lines) == ["none/mspacman/7/1 train", "none/mspacman/7/1 valid", "none/mspacman/7/2 train"]
-    np.testing.assert_array_equal(lines["none/mspacman/7/1 train"].get_xydata(), [[10, 3.0], [20, 2.0], [30, 1.5]])
+    assert sorted(lines) == ["none/mspacman/7/1 train", "none/mspacman/7/1 valid",
+                             "none/mspacman/7/2 train"]
+    np.testing.assert_array_equal(lines["none/mspacman/7/1 train"].get_xydata(),
+                                  [[10, 3.0], [20, 2.0], [30, 1.5]])
     np.testing.assert_array_equal(lines["none/mspacman/7/1 valid"].get_xydata(), [[30, 1.7]])
-    assert lines["none/mspacman/7/1 train"].get_color() != lines["none/mspacman/7/2 train"].get_color()
+    assert (lines["none/mspacman/7/1 train"].get_color()
+            != lines["none/mspacman/7/2 train"].get_color())
     np.testing.assert_array_equal(pnet.lines[0].get_ydata(), [0.5, 0.4, 0.3])
     assert plots.training_curves([], "Transporter") == []
 
 
 def test_agent_curves_carry_the_evaluation_means_coloured_by_agent_kind(tmp_path):
     def agent(kp_type, encoder, env, run_id, means):
-        evaluations = [{"step": 1000 * (i + 1), "mean": m, "std": 1.0, "min": m, "max": m, "returns": [m]}
-                       for i, m in enumerate(means)]
-        make_run(tmp_path, "none", kp_type, encoder, env, run_id, files={"evaluations.json": evaluations})
+        evaluations = [{"step": 1000 * (i + 1), "mean": m, "std": 1.0, "min": m, "max": m,
+                        "returns": [m]} for i, m in enumerate(means)]
+        make_run(tmp_path, "none", kp_type, encoder, env, run_id,
+                 files={"evaluations.json": evaluations})
 
     agent("permakey", "cnn", "mspacman", 1, [10.0, 30.0])
     agent("transporter", "gnn", "mspacman", 1, [5.0])
     agent("permakey", "cnn", "seaquest", 2, [7.0, 8.0, 9.0])
-    [fig] = plots.agent_curves(plots.find_runs(str(tmp_path), plots.AGENT_LEVELS, "evaluations.json"))
+    [fig] = plots.agent_curves(plots.find_runs(str(tmp_path), plots.AGENT_LEVELS,
+                                               "evaluations.json"))
     mspacman, seaquest = fig.axes
     assert mspacman.get_title() == "mspacman, noise none"
     pkey, tp = mspacman.lines
@@ -211,7 +223,8 @@ def test_score_tables_one_per_noise_type(tmp_path):
     for noise_type in ("none", "both"):
         evaluation(tmp_path, "permakey", "gnn", "battlezone", 1, [[[2.0]]], noise_type)
     tables = plots.score_tables(evaluations(tmp_path))
-    assert [table.title.split(":")[0] for table in tables] == ["scores, noise both", "scores, noise none"]
+    assert ([table.title.split(":")[0] for table in tables]
+            == ["scores, noise both", "scores, noise none"])
     assert [table.rows[1] for table in tables] == [["PKey-GNN", "2.0 ± 0.0"]] * 2
     assert plots.score_tables([]) == []
 
@@ -237,10 +250,12 @@ def untrained_permakey_run(root, template_run, run_id, **changes):
     """An untrained PermaKey run folder (model.json, config.json, a best checkpoint) made
     from a trained run's spec with `changes`: a cheap second run for the ablations."""
     spec = dict(runs.read_json(os.path.join(template_run, "model.json")), **changes)
-    path = os.path.join(root, spec["noise_type"], spec["env"], str(spec["num_keypoints"]), str(run_id))
+    path = os.path.join(root, spec["noise_type"], spec["env"], str(spec["num_keypoints"]),
+                        str(run_id))
     model = runs.build_keypoint_model(spec)
     model(tf.zeros([1, 84, 84, 3]), is_training=False)  # creates the variables
-    tf.train.CheckpointManager(tf.train.Checkpoint(model=model), os.path.join(path, "ckpt_best"), 1).save()
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=model),
+                               os.path.join(path, "ckpt_best"), 1).save()
     runs.write_model_spec(path, spec)
     runs.write_json(os.path.join(path, "config.json"), spec)
     return path
@@ -251,8 +266,8 @@ def hand_made_rl_exp(root):
     agent_train.py writes them."""
     for kp_type, encoder, run_id, means in (("permakey", "cnn", 1, [120.0, 260.0]),
                                             ("transporter", "gnn", 1, [90.0, 150.0])):
-        evaluations = [{"step": 20_000 * (i + 1), "mean": m, "std": 30.0, "min": m - 40, "max": m + 40,
-                        "returns": [m - 30, m + 30]} for i, m in enumerate(means)]
+        evaluations = [{"step": 20_000 * (i + 1), "mean": m, "std": 30.0, "min": m - 40,
+                        "max": m + 40, "returns": [m - 30, m + 30]} for i, m in enumerate(means)]
         make_run(root, "none", kp_type, encoder, "mspacman", run_id, files={
             "config.json": {"kp_type": kp_type, "kpt_encoder_type": encoder},
             "evaluations.json": evaluations})
@@ -319,7 +334,8 @@ FIGURES = {"figure2-clean": 1, "figure2-noisy": 1, "error-maps": 1, "episode": 1
            "ablation-keypoints": 1, "ablation-layers": 1, "training-curves": 2, "rl-curves": 1}
 
 
-def test_notebook_runs_on_tiny_artifacts_and_draws_every_section(viz_artifacts, kernels_dir, monkeypatch):
+def test_notebook_runs_on_tiny_artifacts_and_draws_every_section(viz_artifacts, kernels_dir,
+                                                                 monkeypatch):
     outputs = execute_notebook(monkeypatch, kernels_dir, viz_artifacts)
     assert "3 PermaKey runs under" in text(outputs["folders"])
     assert "test splits in" in text(outputs["folders"])
@@ -330,7 +346,8 @@ def test_notebook_runs_on_tiny_artifacts_and_draws_every_section(viz_artifacts, 
     assert "PermaKey" in quality and "Transporter" in quality and "random" in quality
 
 
-def test_notebook_on_empty_folders_says_what_is_missing_and_draws_nothing(tmp_path, kernels_dir, monkeypatch):
+def test_notebook_on_empty_folders_says_what_is_missing_and_draws_nothing(tmp_path, kernels_dir,
+                                                                          monkeypatch):
     folders = {name: tmp_path / folder for name, folder in (
         ("VIZ_PERMAKEY_EXP", "permakey_exp"), ("VIZ_TRANSPORTER_EXP", "transporter_exp"),
         ("VIZ_COMPARE_KPTS", "compare_kpts"), ("VIZ_RL_EXP", "rl_exp"), ("VIZ_DATA_DIR", "data"))}
@@ -341,3 +358,14 @@ def test_notebook_on_empty_folders_says_what_is_missing_and_draws_nothing(tmp_pa
     assert f"no RL evaluations under {tmp_path}/rl_exp/" in first
     assert not any(images(cell_outputs) for cell_outputs in outputs.values())
     assert "no compare_kpts outputs without distractors" in text(outputs["figure2-clean"])
+
+
+def test_protocol_summary_pools_stds_and_takes_the_median_seed():
+    returns = np.array([[[1.0, 3.0], [5.0, 5.0]],                 # seed 1: means 2, 5
+                        [[0.0, 0.0], [2.0, 6.0]],                 # seed 2: means 0, 4
+                        [[9.0, 9.0], [9.0, 11.0]],                # seed 3: means 9, 10
+                        [[4.0, 4.0], [4.0, 4.0]]])                # seed 4: means 4, 4
+    summary = plots.protocol_summary(returns)
+    np.testing.assert_allclose(summary["seed_means"], [3.5, 2.0, 9.5, 4.0])
+    np.testing.assert_allclose(summary["pooled_stds"], np.sqrt([0.5, 2.0, 0.5, 0.0]))
+    assert summary["median_index"] == 0   # even count: the lower middle seed (3.5, not 4.0)

@@ -121,11 +121,13 @@ def test_distractor_bars_have_colour_width_and_full_length(noise_type, n_cols, n
             if len(idx):
                 assert idx[-1] - idx[0] == 4  # one contiguous 5-px bar
     painted = (noisy == pp.BAR_COLOUR).all(-1).sum((1, 2))
-    assert (painted == 84 * 5 * (n_cols > 0) + 84 * 5 * (n_rows > 0) - 25 * (n_cols > 0) * (n_rows > 0)).all()
+    assert (painted == 84 * 5 * (n_cols > 0) + 84 * 5 * (n_rows > 0)
+            - 25 * (n_cols > 0) * (n_rows > 0)).all()
 
 
 def test_distractors_are_redrawn_per_frame():
-    noisy = pp.add_distractors(np.zeros((20, 84, 84, 3), np.uint8), "vertical", np.random.default_rng(1))
+    noisy = pp.add_distractors(np.zeros((20, 84, 84, 3), np.uint8), "vertical",
+                               np.random.default_rng(1))
     starts = {bar_columns_and_rows(f)[0][0] for f in noisy}
     assert len(starts) > 5
 
@@ -165,8 +167,10 @@ def test_generated_files_layout(small_data):
 
 
 def test_splits_share_no_episode(small_data):
-    episodes = [set(pp.read_h5(pp.split_path(small_data, "mspacman", s))[0]["episode"]) for s in pp.SPLITS]
-    assert not (episodes[0] & episodes[1]) and not (episodes[0] & episodes[2]) and not (episodes[1] & episodes[2])
+    episodes = [set(pp.read_h5(pp.split_path(small_data, "mspacman", s))[0]["episode"])
+                for s in pp.SPLITS]
+    assert (not (episodes[0] & episodes[1]) and not (episodes[0] & episodes[2])
+            and not (episodes[1] & episodes[2]))
 
 
 def test_rerun_reuses_existing_files(small_data):
@@ -228,7 +232,8 @@ def test_pairs_come_from_one_episode_within_the_window(small_data):
     assert (episode[t1] == episode[t2]).all()
     assert ((t2 - t1) >= 2).all() and ((t2 - t1) <= 98).all()
     # t1 is within [0, 49) and t2 within [50, 99) of some valid window start
-    assert all(any(0 <= a - s < 49 and 50 <= b - s < 99 for s in starts) for a, b in zip(t1[:50], t2[:50]))
+    assert all(any(0 <= a - s < 49 and 50 <= b - s < 99 for s in starts)
+               for a, b in zip(t1[:50], t2[:50]))
 
 
 def test_pair_batches_match_dataset_frames(small_data):
@@ -278,9 +283,11 @@ def test_data_of_other_sizes_is_refused_not_replaced(small_data):
     before = [os.path.getmtime(p) for p in paths]
     with pytest.raises(ConfigError, match=r"train.h5 holds other data \(1200 frames, data_seed 3, "
                                           r"version 1\) than this run asks for \(5000 frames, "
-                                          r"data_seed 3, version 1\); keep both by giving another data_dir"):
+                                          r"data_seed 3, version 1\); keep both by giving another "
+                                          r"data_dir"):
         pp.generate_dataset("mspacman", small_data, num_frames=5000, num_eval_frames=250, seed=3)
-    with pytest.raises(ConfigError, match="valid.h5 holds other data"):  # only the eval size differs
+    # only the eval size differs
+    with pytest.raises(ConfigError, match="valid.h5 holds other data"):
         pp.generate_dataset("mspacman", small_data, num_frames=1200, num_eval_frames=300, seed=3)
     assert [os.path.getmtime(p) for p in paths] == before  # nothing written
 
@@ -309,8 +316,9 @@ def test_converted_data_is_never_overwritten(tmp_path):
     pp.generate_dataset("mspacman", data_dir, num_frames=40)  # converted data of any size is used
     (tmp_path / "data" / "mspacman" / "train.h5").write_bytes(b"damaged")
     with pytest.raises(ConfigError, match=r"is damaged \(.*\) and holds converted authors' data; "
-                                          r"re-convert: delete .*mspacman and run python preprocess.py "
-                                          r"convert with env=mspacman npz_dir=\.\.\."):
+                                          r"re-convert: delete .*mspacman and run python "
+                                          r"preprocess.py convert with env=mspacman "
+                                          r"npz_dir=\.\.\."):
         pp.generate_dataset("mspacman", data_dir, num_frames=40)
     assert open(paths["train"], "rb").read() == b"damaged"  # not replaced
 
@@ -343,7 +351,8 @@ def test_data_dir_that_is_a_file(tmp_path):
 
 
 def test_data_dir_not_writable(tmp_path, monkeypatch):
-    monkeypatch.setattr(os, "access", lambda path, mode: False)  # CI runs as root, who may write anywhere
+    # CI runs as root, who may write anywhere
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
     with pytest.raises(ConfigError, match=f"data_dir {tmp_path} is not writable"):
         pp.generate_dataset("mspacman", str(tmp_path), num_frames=10)
 
@@ -366,5 +375,6 @@ def test_command_line_prints_one_line_error(tmp_path):
         [sys.executable, "preprocess.py", "generate", "with", "env=pacman", f"data_dir={tmp_path}"],
         cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2
-    assert ("error: unknown env 'pacman'; accepted: " + ", ".join(pp.ALE_IDS)) in result.stderr.splitlines()
+    assert (("error: unknown env 'pacman'; accepted: " + ", ".join(pp.GAMES))
+            in result.stderr.splitlines())
     assert "Traceback" not in result.stderr

@@ -60,13 +60,16 @@ def reference(tmp_path_factory, tiny_data_dir):
 
 def test_disk_layout_after_three_epochs(reference):
     _, run_dir = reference
-    kept = sorted(f for f in os.listdir(os.path.join(run_dir, "ckpt_epochs")) if f.endswith(".index"))
+    kept = sorted(f for f in os.listdir(os.path.join(run_dir, "ckpt_epochs"))
+                  if f.endswith(".index"))
     selection = [v for _, v in sorted(losses(run_dir)["valid.selection"].items())]
     improved = [e for e in range(1, 4) if selection[e - 1] < min(selection[:e - 1], default=1e30)]
     assert kept == [f"ckpt-{e}.index" for e in improved]  # keep_epochs=0: improving epochs only
     assert os.listdir(os.path.join(run_dir, "ckpt_last")).count("checkpoint") == 1
-    assert len([f for f in os.listdir(os.path.join(run_dir, "ckpt_last")) if f.endswith(".index")]) == 1
-    assert len([f for f in os.listdir(os.path.join(run_dir, "ckpt_best")) if f.endswith(".index")]) == 1
+    assert len([f for f in os.listdir(os.path.join(run_dir, "ckpt_last"))
+                if f.endswith(".index")]) == 1
+    assert len([f for f in os.listdir(os.path.join(run_dir, "ckpt_best"))
+                if f.endswith(".index")]) == 1
     # epoch checkpoints hold weights only: a third of the resumable one (Adam keeps two slots)
     size = {name: runs.folder_size(os.path.join(run_dir, name))
             for name in ("ckpt_last", "ckpt_best")}

@@ -1,4 +1,4 @@
-"""Recurrent double Q-learning: keypoint inputs, n-step targets, loss, learner step."""
+"""Recurrent double Q-learning: n-step targets, loss, learner step."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -13,40 +13,6 @@ class OneHotEncoder:
 
     def __call__(self, inputs, is_training, test_local_stats=False):
         return inputs
-
-
-# --------------------------------------------------------------------------------------
-# Keypoint inputs, on a 5 x 5 grid (cells at -1, -0.5, 0, 0.5, 1) with std 0.5: a
-# Gaussian is exp(-1) = 0.37 one cell away, exp(-2) = 0.14 one diagonal away, so each
-# keypoint's own mask is a plus sign; cell (2, 2) lies diagonally to both keypoints and
-# only their sum (0.27) passes the 0.2 threshold.
-
-CENTRES = [[[-0.5, -0.5], [0.5, 0.5]]]                        # cells (1, 1) and (3, 3)
-
-
-def tiny_features():
-    values = np.arange(25, dtype=np.float32).reshape(1, 5, 5, 1)   # value = 5 row + col
-    return tf.constant(np.concatenate([values, np.ones_like(values)], axis=-1))
-
-
-def test_cnn_inputs_keep_the_features_under_the_summed_heatmaps():
-    masked = rl_loss.cnn_inputs(tiny_features(), tf.constant(CENTRES), std=0.5)
-    kept = {(1, 1), (0, 1), (2, 1), (1, 0), (1, 2),
-            (3, 3), (2, 3), (4, 3), (3, 2), (3, 4), (2, 2)}
-    expected = np.zeros([1, 5, 5, 2], np.float32)
-    for row, col in kept:
-        expected[0, row, col] = [5 * row + col, 1.0]
-    np.testing.assert_array_equal(masked, expected)
-
-
-def test_gnn_inputs_average_the_features_under_each_keypoints_own_heatmap():
-    centres = tf.constant([[[-0.5, -0.5], [0.5, 0.5], [5.0, 5.0]]])   # last: off grid
-    nodes, positions = rl_loss.gnn_inputs(tiny_features(), centres, std=0.5)
-    expected = [[(6 + 1 + 11 + 5 + 7) / 5, 1.0],
-                [(18 + 13 + 23 + 17 + 19) / 5, 1.0],
-                [0.0, 0.0]]                                   # empty mask
-    np.testing.assert_allclose(nodes[0], expected, rtol=1e-6)
-    np.testing.assert_array_equal(positions, centres)
 
 
 # --------------------------------------------------------------------------------------
@@ -201,7 +167,7 @@ def chain_errors(n_step, seed):
     episodes, and the learned first-step Q [4, 2]."""
     rng = np.random.default_rng(seed)
     tf.random.set_seed(seed)
-    # Faster than SPEC (lr 1e-4, tau 0.005) to keep the test short.
+    # Faster than the paper's (lr 1e-4, tau 0.005) to keep the test short.
     config = rl_loss.LearnerConfig(n_step=n_step, gamma=GAMMA, tau=0.05)
     buffer = replay.EpisodeReplay(1000, config.sequence_length, seed=seed)
     random_policy_episodes(buffer, 300, rng)

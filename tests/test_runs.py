@@ -3,6 +3,8 @@ import json
 import math
 import os
 import signal
+import subprocess
+import sys
 import types
 
 import numpy as np
@@ -60,13 +62,15 @@ def test_fit_keeps_best_checkpoint_and_stops_early(tmp_path):
         f"ckpt-{e}.{ext}" for e in (1, 2) for ext in ("data-00000-of-00001", "index")]
     with pytest.raises(ConfigError, match="has no 4 checkpoint"):
         runs.checkpoint_path(str(tmp_path), 4)
-    variables = [name for name, _ in tf.train.list_variables(runs.checkpoint_path(str(tmp_path), 2))]
+    variables = [name for name, _ in
+                 tf.train.list_variables(runs.checkpoint_path(str(tmp_path), 2))]
     assert any("weight" in name for name in variables) and not any("step" in v for v in variables)
 
 
 def test_keep_epochs_adds_the_last_epochs_and_minus_one_keeps_all(tmp_path):
     counting_fit(tmp_path / "a", [5.0, 3.0, 4.0, 4.0, 4.0], epochs=5, keep_epochs=2)
-    assert sorted(f for f in os.listdir(tmp_path / "a" / "ckpt_epochs") if f.endswith(".index")) == [
+    assert sorted(f for f in os.listdir(tmp_path / "a" / "ckpt_epochs")
+                  if f.endswith(".index")) == [
         "ckpt-1.index", "ckpt-2.index", "ckpt-4.index", "ckpt-5.index"]
     assert runs.epochs_to_keep([1, 2], 5, -1) == {1, 2, 3, 4, 5}
     assert runs.epochs_to_keep([1, 3], 6, 0) == {1, 3}
@@ -219,9 +223,12 @@ def test_missing_checkpoint_is_one_line(tmp_path):
 
 
 def test_model_spec_mismatch_names_key_and_values(tmp_path):
-    runs.write_model_spec(str(tmp_path), {"kind": "permakey", "num_keypoints": 7, "lsp_layers": [0, 1]})
-    runs.check_model_spec(str(tmp_path), {"kind": "permakey", "lsp_layers": (0, 1)})  # tuples == lists
-    with pytest.raises(ConfigError, match="trained with kind='permakey', requested kind='transporter'"):
+    runs.write_model_spec(str(tmp_path), {"kind": "permakey", "num_keypoints": 7,
+                                          "lsp_layers": [0, 1]})
+    # tuples == lists
+    runs.check_model_spec(str(tmp_path), {"kind": "permakey", "lsp_layers": (0, 1)})
+    with pytest.raises(ConfigError,
+                       match="trained with kind='permakey', requested kind='transporter'"):
         runs.check_model_spec(str(tmp_path), {"kind": "transporter"})
     with pytest.raises(ConfigError, match="does not exist"):
         runs.check_model_spec(os.path.join(str(tmp_path), "nope"), {})
@@ -262,7 +269,8 @@ def test_explicit_precision_wins(precision, capsys):
 
 
 def test_unknown_precision_names_the_accepted_ones():
-    with pytest.raises(ConfigError, match=r"^precision='fp16': expected one of auto, float32, bf16$"):
+    with pytest.raises(ConfigError,
+                       match=r"^precision='fp16': expected one of auto, float32, bf16$"):
         runs.resolve_precision("fp16", flags=set(), gpus=[])
 
 
@@ -272,3 +280,31 @@ def test_cpu_flags_from_cpuinfo(tmp_path):
                        "processor\t: 1\nflags\t\t: fpu avx2 amx_bf16\n")
     assert runs.cpu_flags(str(cpuinfo)) == {"fpu", "avx2", "amx_bf16"}
     assert runs.cpu_flags(str(tmp_path / "missing")) == set()
+
+
+def test_a_game_added_to_the_table_is_a_named_config_of_every_script():
+    # A fresh interpreter adds a game to preprocess.GAMES before the scripts are imported,
+    # as an edit of the table would; the three scripts must all offer it.
+    program = """
+import json, preprocess
+preprocess.GAMES["pong"] = preprocess.Game("Pong", 3, replay_capacity=200, aliases=("ping",))
+import pkey_train, transporter_train, agent_train
+configs = {}
+for script in (pkey_train, transporter_train, agent_train):
+    for name in ("pong", "ping"):
+        run = script.ex._create_run("print_config", named_configs=[name])
+        configs[f"{script.__name__} {name}"] = {key: run.config.get(key) for key in
+                                               ("env", "num_keypoints", "replay_capacity")}
+print(json.dumps(configs))
+"""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", program], cwd=repo, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    configs = json.loads(result.stdout.strip().splitlines()[-1])
+    for name in ("pong", "ping"):
+        assert configs[f"pkey_train {name}"] == {"env": "pong", "num_keypoints": 3,
+                                                 "replay_capacity": None}
+        assert configs[f"transporter_train {name}"] == configs[f"pkey_train {name}"]
+        assert configs[f"agent_train {name}"] == {"env": "pong", "num_keypoints": 3,
+                                                  "replay_capacity": 200}

@@ -76,7 +76,8 @@ def compare(tmp_path, pkey_run, tp_run, **updates):
     return run.observers[0].dir
 
 
-def test_compare_kpts_writes_arrays_and_figure2_grids(tiny_pkey_run, tiny_transporter_run, tmp_path):
+def test_compare_kpts_writes_arrays_and_figure2_grids(tiny_pkey_run, tiny_transporter_run,
+                                                      tmp_path):
     out = compare(tmp_path, tiny_pkey_run, tiny_transporter_run, pkey_epoch=1, tp_epoch="best")
     assert out.startswith(str(tmp_path / "compare_kpts" / "none" / "mspacman" / "3"))
     for index in range(2):
@@ -90,8 +91,10 @@ def test_compare_kpts_writes_arrays_and_figure2_grids(tiny_pkey_run, tiny_transp
         assert os.path.getsize(os.path.join(out, f"compare_{index}.png")) > 1000
     quality = json.load(open(os.path.join(out, "keypoint_metrics.json")))
     assert set(quality["rows"]) == {"Transporter", "PermaKey", "random"}
-    again = np.load(os.path.join(compare(tmp_path, tiny_pkey_run, tiny_transporter_run), "batch_0.npz"))
-    np.testing.assert_array_equal(again["frames"], np.load(os.path.join(out, "batch_0.npz"))["frames"])
+    again = np.load(os.path.join(compare(tmp_path, tiny_pkey_run, tiny_transporter_run),
+                                 "batch_0.npz"))
+    np.testing.assert_array_equal(again["frames"],
+                                  np.load(os.path.join(out, "batch_0.npz"))["frames"])
 
 
 def test_compare_kpts_ablation_runs_permakey_alone(tiny_pkey_run, tiny_transporter_run, tmp_path):
@@ -118,7 +121,8 @@ def test_compare_kpts_refuses_swapped_model_types(tiny_pkey_run, tiny_transporte
                                                  one_line_error):
     config = compare_config(tmp_path, tiny_pkey_run, tiny_pkey_run)
     line = one_line_error(pkey_train.ex, "compare_kpts", config)
-    assert line == f"error: run {tiny_pkey_run[1]} was trained with kind='permakey', requested kind='transporter'"
+    assert line == (f"error: run {tiny_pkey_run[1]} was trained with kind='permakey', "
+                    f"requested kind='transporter'")
 
 
 def test_transporter_evaluate_refuses_a_permakey_run(tiny_pkey_run, tiny_transporter_run,

@@ -114,7 +114,7 @@ def test_amplitude_loss_rewards_a_keypoint_on_a_blob_where_the_paper_loss_reward
 # Transport.
 
 def _sequential_transport(features_a, features_b, heatmaps_a, heatmaps_b):
-    """SPEC 3 literally: one keypoint at a time on the C-channel features."""
+    """Kulkarni et al.'s transport literally: one keypoint at a time on the C-channel features."""
     features = features_a
     for k in range(heatmaps_a.shape[-1]):
         h_a, h_b = heatmaps_a[..., k:k + 1], heatmaps_b[..., k:k + 1]

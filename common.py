@@ -1,0 +1,107 @@
+"""The leaf every module may import: the one-line error, quiet Sacred logging, and files
+written whole or not at all. It imports nothing of this repository, nor TensorFlow."""
+import contextlib
+import functools
+import json
+import logging
+import os
+import sys
+
+
+class ConfigError(ValueError):
+    """Bad user input (config value, file, folder, diverged run). Printed as one line."""
+
+
+def one_line_errors(fn):
+    """Make a Sacred command print a ConfigError as `error: ...` and exit with status 2.
+
+    SystemExit is not an Exception, so Sacred does not turn it into a traceback.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(2)
+
+    return wrapper
+
+
+# Sacred's config warnings for these keys are expected: `ckpt=15` replaces the default "best".
+CHECKPOINT_KEYS = ("ckpt", "pkey_epoch", "tp_epoch", "vis_load")
+
+
+class QuietConfigWarnings:
+    """A logging filter for Sacred's config warnings that are expected: the docstring of a
+    named config, and `ckpt=15` replacing the default "best" (CHECKPOINT_KEYS)."""
+
+    def filter(self, record):
+        message = record.getMessage()
+        if message.startswith("Added new config entry") and '"__doc__"' in message:
+            return False
+        return not (message.startswith("Changed type of config entry") and
+                    any(f'"{key}" from str to int' in message for key in CHECKPOINT_KEYS))
+
+
+def quiet_experiment(ex):
+    """Give a Sacred experiment its usual console logger, without the expected config
+    warnings (QuietConfigWarnings)."""
+    logger = logging.getLogger()  # Sacred's default: the root logger, "LEVEL - name - message"
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s - %(name)s - %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    if not any(isinstance(f, QuietConfigWarnings) for f in logger.filters):
+        logger.addFilter(QuietConfigWarnings())
+    ex.logger = logger
+    return ex
+
+
+def read_json(path, default=None):
+    if not os.path.exists(path):
+        return default
+    with open(path) as f:
+        return json.load(f)
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary name to write; rename it to `path` only if the block succeeds.
+
+    An interrupted or failed write leaves neither a partial `path` nor the temporary.
+    """
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path, data):
+    """Write JSON atomically; numpy scalars are written as plain numbers."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True, default=numpy_scalar)
+
+
+def numpy_scalar(value):
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def folder_size(path):
+    """Bytes in the files under `path`."""
+    return sum(os.path.getsize(os.path.join(folder, name))
+               for folder, _, names in os.walk(path) for name in names)
+
+
+def save_npz(path, arrays):
+    """np.savez_compressed, atomically."""
+    import numpy as np
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
