@@ -7,7 +7,7 @@
 
 Runs live in permakey_exp/<noise_type>/<env>/<num_keypoints>/<run id>/ (see runs.py).
 The three parts of the model (VAE, LSP MLPs, PointNet) each learn from their own loss
-only (SPEC section 2); one Adam over all of them is equivalent because the model stops
+only (the paper's method section); one Adam over all of them is equivalent because the model stops
 gradients between the parts.
 """
 import functools
@@ -72,29 +72,33 @@ def config():
     tp_fname = None  # compare_kpts: the Transporter run folder (transporter_train.py)
     tp_epoch = "best"
     ablation = False  # compare_kpts: PermaKey alone
-    save_base_dir = "compare_kpts"  # compare_kpts: outputs in <save_base_dir>/<noise>/<env>/<K>/<id>
+    # compare_kpts: outputs in <save_base_dir>/<noise>/<env>/<K>/<id>
+    save_base_dir = "compare_kpts"
 
 
 @ex.named_config
 def quick():
-    # A short MsPacman run for a laptop CPU: small data (in its own folder, beside the
-    # paper-sized data), 240 steps at batch 8, a higher learning rate, and the PointNet
+    # A short MsPacman run for a laptop CPU (`make demo`): small data (in its own folder,
+    # beside the paper-sized data), batch 8, a higher learning rate, and the PointNet
     # readout and objective that put keypoints on the objects (deviations from the paper,
-    # README). The README says how long it takes and what it reaches.
+    # README). It trains for 600 steps or 11 minutes, whichever comes first, so that the
+    # demo fits 15 minutes on any 2-core CPU; the README says what it reaches.
     data_dir = os.path.join(preprocess.DEFAULT_DATA_DIR, "quick")
     pnet_readout = "sequential"
     pnet_loss = "amplitude"
     num_frames = 5_000
     num_eval_frames = 320
     batch_size = 8
-    epochs = 6
+    epochs = 15
     steps_per_epoch = 40
+    max_minutes = 11
     valid_batches = 10
     learning_rate = 1e-3
     max_patience = 6
     valid_metrics_frames = 128  # keypoint metrics at each epoch end: ~10% of an epoch here
 
 
+runs.add_game_configs(ex)  # `with seaquest`: env and the paper's num_keypoints
 ex.observers.append(runs.RunFolderObserver(runs.keypoint_run_folder))
 measure_quality = ex.capture(kpt_metrics.report_keypoint_quality)
 keypoint_probe = ex.capture(kpt_metrics.split_probe)
@@ -203,7 +207,8 @@ def compare_kpts(_run, env, num_keypoints, noise_type, pkey_fname, pkey_epoch, t
     out_dir = runs.run_dir_of(_run) or "."
     test_batches = preprocess.spread_batches(datasets()["test"], num_eval_batches)
     for index, images in enumerate(test_batches):
-        arrays = {f"pkey_{k}" if k != "frames" else k: v for k, v in keypoint_outputs(pkey, images).items()}
+        arrays = {f"pkey_{k}" if k != "frames" else k: v
+                  for k, v in keypoint_outputs(pkey, images).items()}
         rows = [("PermaKey", arrays["pkey_centres"][:8])]
         if tp is not None:
             centres, heatmaps, _ = tp.keypoints(images, is_training=False)
@@ -214,7 +219,8 @@ def compare_kpts(_run, env, num_keypoints, noise_type, pkey_fname, pkey_epoch, t
                             plots.error_map_rows(arrays["pkey_error_maps"][:8], lsp_layers),
                             path=os.path.join(out_dir, f"compare_{index}.png"))
     print(f"keypoint comparison: {out_dir}")
-    measure_quality({"PermaKey": pkey} if tp is None else {"Transporter": tp, "PermaKey": pkey}, out_dir)
+    measure_quality({"PermaKey": pkey} if tp is None else {"Transporter": tp, "PermaKey": pkey},
+                    out_dir)
 
 
 if __name__ == "__main__":

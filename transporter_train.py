@@ -5,7 +5,7 @@
     python transporter_train.py with resume_dir=transporter_exp/none/mspacman/7/1
     python transporter_train.py evaluate with run_dir=transporter_exp/none/mspacman/7/1
 
-Each example is two frames of one episode (SPEC section 1): the model reconstructs the
+Each example is two frames of one episode (docs/DESIGN.md, "Data"): the model reconstructs the
 second from the first by moving features at both frames' keypoints. Runs live in
 transporter_exp/<noise_type>/<env>/<num_keypoints>/<run id>/, laid out as PermaKey's.
 """
@@ -61,6 +61,25 @@ def config():
     num_eval_batches = 2  # evaluate: test batches saved as npz and PNG
 
 
+@ex.named_config
+def quick():
+    # Transporter beside PermaKey's `quick` run, for a comparison at equal wall time: the
+    # same 5000 MsPacman frames, batch 32, a higher learning rate, and the same time box
+    # (at most 11 minutes of training).
+    data_dir = os.path.join(preprocess.DEFAULT_DATA_DIR, "quick")
+    num_frames = 5_000
+    num_eval_frames = 320
+    num_pairs = 3_200
+    batch_size = 32
+    epochs = 100
+    steps_per_epoch = 100
+    max_minutes = 11
+    learning_rate = 1e-3
+    max_patience = 100
+    valid_metrics_frames = 128
+
+
+runs.add_game_configs(ex)  # `with seaquest`: env and the paper's num_keypoints
 ex.observers.append(runs.RunFolderObserver(runs.keypoint_run_folder))
 measure_quality = ex.capture(kpt_metrics.report_keypoint_quality)
 keypoint_probe = ex.capture(kpt_metrics.split_probe)
@@ -101,7 +120,8 @@ def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir
     model = runs.build_keypoint_model(spec)
     optimizer = runs.inverse_time_adam(learning_rate, decay_steps, decay_rate)
     data = datasets()
-    return runs.train_and_test(_run, spec, model, optimizer, data, loss_steps(model, optimizer, precision),
+    return runs.train_and_test(_run, spec, model, optimizer, data,
+                               loss_steps(model, optimizer, precision),
                                ("recon",), write_examples, resume_dir, probe=keypoint_probe(),
                                metrics_every=metrics_every, epochs=epochs,
                                max_patience=max_patience, steps_per_epoch=steps_per_epoch,

@@ -1,8 +1,8 @@
 """Vision networks: PermaKey (VAE + local spatial prediction + PointNet) and Transporter.
 
-Architecture facts follow SPEC.md sections 2 and 3. Images are NHWC float32 in [0, 1];
-keypoint centres are (y, x) in [-1, 1], y growing downward. All modules are Sonnet 2
-and run eagerly or inside `tf.function`.
+The architectures are the paper's (docs/DESIGN.md, "PermaKey" and "Transporter").
+Images are NHWC float32 in [0, 1]; keypoint centres are (y, x) in [-1, 1], y growing
+downward. All modules are Sonnet 2 and run eagerly or inside `tf.function`.
 
 Precision: the models' calls take `precision` ("float32", default, or "bf16"). With
 "bf16" the convolutions, matmuls and batch norms compute in bfloat16 while every
@@ -12,7 +12,7 @@ the same checkpoints serve both.
 import sonnet as snt
 import tensorflow as tf
 
-import runs
+from common import ConfigError
 
 
 def _axis_expectation(feature_map, axis):
@@ -92,8 +92,15 @@ def _compute_in(layer, inputs, dtype):
     return outputs
 
 
+# Decay of the batch-norm moving averages: the authors' Keras layers' momentum. Sonnet's
+# default (0.999) left inference-mode keypoints far behind training-mode ones on CPU
+# runs at lr 1e-3 (docs/keypoint_learning.md).
+BN_DECAY = 0.99
+
+
 class BatchNorm(snt.Module):
-    """snt.BatchNorm(create_scale=True, create_offset=True), computed by one fused kernel.
+    """snt.BatchNorm(create_scale=True, create_offset=True, decay_rate=BN_DECAY), computed
+    by one fused kernel.
 
     Same function, variables and checkpoint layout as Sonnet's module (scale, offset and
     the debiased moving averages `moving_mean`, `moving_variance`, shaped as Sonnet
@@ -108,7 +115,7 @@ class BatchNorm(snt.Module):
     4-D inputs (its fused path), the biased one otherwise (its tf.nn.moments path).
     """
 
-    def __init__(self, decay_rate=0.999, eps=1e-5, name=None):
+    def __init__(self, decay_rate=BN_DECAY, eps=1e-5, name=None):
         super().__init__(name=name)
         self._eps = eps
         self.moving_mean = snt.ExponentialMovingAverage(decay_rate, name="moving_mean")
@@ -388,7 +395,8 @@ class LocalSpatialPredictor(snt.Module):
 
     The authors' MLP is Dense(8ppC) -> Dense(512) -> Dense(256) (BN + ReLU each) ->
     linear Dense(ppC), applied to the 8 neighbour cells of each cell of the map zero
-    padded by p (SPEC: a 3p x 3p kernel with its centre p x p masked out, stride p).
+    padded by p (the authors' ul_loss.py:extract_neighbouring_patches; equivalently a
+    3p x 3p kernel with its centre p x p masked out, stride p).
 
     Computation: the map becomes the cell map space_to_depth(A, p) [B, h, w, ppC] (also
     the prediction target); the 8 neighbour cells of every cell are gathered into rows
@@ -483,16 +491,16 @@ def stack_error_maps(cell_maps, image_size):
 
 def _config_check(ok, message):
     if not ok:
-        raise runs.ConfigError(message)
+        raise ConfigError(message)
 
 
 class PermaKey(snt.Module):
     """VAE encoder/decoder, one LocalSpatialPredictor per LSP layer, and a PointNet.
 
-    The three parts have separate objectives (SPEC 2). The forward pass enforces it with
-    tf.stop_gradient: the LSP predictors see the encoder activations as constants and
-    the PointNet sees the error maps as constants, so any loss built from the outputs
-    trains each part only through its own term.
+    The three parts have separate objectives (the paper's method section). The forward
+    pass enforces it with tf.stop_gradient: the LSP predictors see the encoder
+    activations as constants and the PointNet sees the error maps as constants, so any
+    loss built from the outputs trains each part only through its own term.
     """
 
     def __init__(self, num_keypoints, lsp_layers=(0, 1), patch_sizes=(2, 2),
@@ -508,7 +516,8 @@ class PermaKey(snt.Module):
                       f"decoder_type={decoder_type!r}: expected one of "
                       f"{sorted(DECODER_RESAMPLE)}")
         num_layers = len(PERMAKEY_ENCODER_LAYERS)
-        _config_check(len(lsp_layers) >= 1 and all(l in range(num_layers) for l in lsp_layers),
+        _config_check(len(lsp_layers) >= 1
+                      and all(layer in range(num_layers) for layer in lsp_layers),
                       f"lsp_layers={lsp_layers}: expected one or more encoder layer "
                       f"indices in 0..{num_layers - 1}")
         _config_check(len(patch_sizes) == len(lsp_layers),
@@ -617,8 +626,8 @@ TRANSPORTER_DECODER_LAYERS = ((128, 3, 1), (128, 3, 1), (64, 3, 2), (32, 3, 1), 
 def transport(features_a, features_b, heatmaps_a, heatmaps_b):
     """Moves features at a's keypoints out and b's features at b's keypoints in.
 
-    features [B, H, W, C], heatmaps [B, H, W, K]. SPEC 3: starting from a's features,
-    for each keypoint k in turn
+    features [B, H, W, C], heatmaps [B, H, W, K]. Kulkarni et al. 2019's transport:
+    starting from a's features, for each keypoint k in turn
         f <- f * (1 - h_a[k]) * (1 - h_b[k]) + h_b[k] * features_b.
     Gradients are stopped on a's features and heatmaps. Every step is linear in
     (features_a, features_b), so f = w_a * features_a + w_b * features_b; the loop runs

@@ -342,7 +342,8 @@ def test_neighbour_matmul_gradients_equal_the_plain_ops():
     upstream = tf.random.stateless_normal([40, 6], seed=[4, 4])
     results = []
     for matmul in (vision_modules._neighbour_matmul,
-                   lambda c, w: tf.matmul(tf.reshape(vision_modules.neighbour_cells(c), [-1, 24]), w)):
+                   lambda c, w: tf.matmul(
+                       tf.reshape(vision_modules.neighbour_cells(c), [-1, 24]), w)):
         with tf.GradientTape() as tape:
             tape.watch([cells, weight])
             outputs = matmul(cells, weight)
@@ -368,7 +369,8 @@ def test_lsp_kernel_centre_tap_is_never_used():
 @pytest.mark.parametrize("shape", [(64, 5), (4, 3, 3, 5)])
 def test_batch_norm_matches_sonnet_and_restores_its_checkpoints(shape, tmp_path):
     ours = vision_modules.BatchNorm()
-    sonnets = snt.BatchNorm(create_scale=True, create_offset=True)
+    sonnets = snt.BatchNorm(create_scale=True, create_offset=True,
+                            decay_rate=vision_modules.BN_DECAY)
     batches = [tf.random.stateless_normal(shape, seed=[i, 0]) * (i + 1) + i for i in range(3)]
     for x in batches:                                     # training: batch statistics
         np.testing.assert_allclose(ours(x, is_training=True),
