@@ -180,9 +180,11 @@ def write_examples(model, test_data, out_dir, num_eval_batches, lsp_layers):
 
 @ex.command
 @one_line_errors
-def evaluate(_run, run_dir, ckpt, pnet_loss):
-    """Test losses of a run's checkpoint, plus npz arrays and PNG figures of test batches."""
-    steps = functools.partial(loss_steps, pnet_loss=pnet_loss)
+def evaluate(_run, run_dir, ckpt, pnet_loss, precision):
+    """Test losses of a run's checkpoint, plus npz arrays and PNG figures of test batches,
+    computed in the same precision as training's own test."""
+    steps = functools.partial(loss_steps, precision=runs.resolve_precision(precision),
+                              pnet_loss=pnet_loss)
     return runs.evaluate_run(_run, run_dir, ckpt, model_spec(), steps,
                              lambda: datasets()["test"], write_examples)
 

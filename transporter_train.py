@@ -9,6 +9,7 @@ Each example is two frames of one episode (docs/DESIGN.md, "Data"): the model re
 second from the first by moving features at both frames' keypoints. Runs live in
 transporter_exp/<noise_type>/<env>/<num_keypoints>/<run id>/, laid out as PermaKey's.
 """
+import functools
 import os
 
 import runs  # first: TensorFlow then starts without its start-up chatter (runs.import_tensorflow)
@@ -149,9 +150,11 @@ def write_examples(model, test_data, out_dir, num_eval_batches):
 
 @ex.command
 @one_line_errors
-def evaluate(_run, run_dir, ckpt):
-    """Test loss of a run's checkpoint, plus npz arrays and PNG figures of test pairs."""
-    return runs.evaluate_run(_run, run_dir, ckpt, model_spec(), loss_steps,
+def evaluate(_run, run_dir, ckpt, precision):
+    """Test loss of a run's checkpoint, plus npz arrays and PNG figures of test pairs,
+    computed in the same precision as training's own test."""
+    steps = functools.partial(loss_steps, precision=runs.resolve_precision(precision))
+    return runs.evaluate_run(_run, run_dir, ckpt, model_spec(), steps,
                              lambda: datasets()["test"], write_examples)
 
 
