@@ -1,6 +1,6 @@
 # Two commands for a fresh machine (see README):
 #   make demo   install, generate a small MsPacman dataset, train PermaKey briefly, write keypoint pictures
-#   make test   install, run the whole test suite
+#   make test   install, run the linter (ruff) and the whole test suite
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
