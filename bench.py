@@ -367,10 +367,15 @@ def keypoint_forward_rates(kp_model, num_steps, warmup, batch_size=8):
     """Frames per second of the frozen PermaKey's forward pass alone (what acting runs
     per env step), batch 8, in float32 and in bf16."""
     import tensorflow as tf
+    import layers
     images = tf.random.stateless_uniform([batch_size, 84, 84, 3], seed=[0, 0])
     rates = {}
     for precision in PRECISIONS:
-        forward = tf.function(lambda x: kp_model.keypoints_and_features(x, False, precision)[0])
+        @tf.function
+        def forward(x, precision=precision):
+            with layers.precision(precision):
+                return kp_model.keypoints_and_features(x, False)[0]
+
         timing = time_steps(forward, iter(lambda: images, None), num_steps, warmup)
         rates[f"keypoint_frames_per_s_{precision}"] = batch_size / timing["s_per_step"]
     return rates

@@ -21,7 +21,6 @@ import plots
 import preprocess
 import kpt_metrics
 import ul_loss
-import vision_modules
 from runs import ConfigError, one_line_errors
 
 ex = runs.quiet_experiment(Experiment("permakey", save_git_info=False))
@@ -125,12 +124,11 @@ def loss_steps(model, optimizer, precision="float32", pnet_loss="paper"):
     """Compiled train and eval steps: images [B, 84, 84, 3] -> dict of scalar losses,
     computed in `precision` (float32 | bf16), the PointNet's by `pnet_loss`
     (ul_loss.PNET_LOSSES)."""
-    vision_modules.compute_dtype(precision)  # a one-line ConfigError before tracing
     if pnet_loss not in ul_loss.PNET_LOSSES:
         raise ConfigError(f"pnet_loss={pnet_loss!r}: expected one of "
                           f"{', '.join(ul_loss.PNET_LOSSES)}")
     return runs.compiled_steps(model, optimizer, lambda images, training: ul_loss.permakey_losses(
-        model, images, training, precision, pnet_loss))
+        model, images, training, pnet_loss), precision)
 
 
 @ex.main

@@ -70,7 +70,8 @@ def import_tensorflow():
 
 import_tensorflow()  # at import: scripts import runs before anything imports TensorFlow
 import preprocess  # noqa: E402
-import vision_modules  # noqa: E402  (after TensorFlow has started quietly)
+import layers  # noqa: E402  (after TensorFlow has started quietly)
+import vision_modules  # noqa: E402
 
 
 # ----------------------------------------------------------------------------
@@ -455,17 +456,19 @@ def add_game_configs(ex, keys=("env", "num_keypoints")):
             ex.add_named_config(config_name, {key: values[key] for key in keys})
 
 
-def compiled_steps(model, optimizer, loss_fn):
+def compiled_steps(model, optimizer, loss_fn, precision="float32"):
     """Compiled (train_step, eval_step): batch -> dict of scalar losses.
 
-    loss_fn(batch, is_training) -> (losses, outputs); the train step follows the
-    gradient of losses["total"] over all of the model's trainable variables.
+    loss_fn(batch, is_training) -> (losses, outputs), run in `precision` (float32 |
+    bf16: layers.precision); the train step follows the gradient of losses["total"]
+    over all of the model's trainable variables.
     """
     import tensorflow as tf
+    layers.compute_dtype(precision)  # a one-line ConfigError before tracing
 
     @tf.function
     def train_step(batch):
-        with tf.GradientTape() as tape:
+        with tf.GradientTape() as tape, layers.precision(precision):
             losses, _ = loss_fn(batch, True)
         variables = model.trainable_variables
         optimizer.apply_gradients(zip(tape.gradient(losses["total"], variables), variables))
@@ -473,7 +476,8 @@ def compiled_steps(model, optimizer, loss_fn):
 
     @tf.function
     def eval_step(batch):
-        return loss_fn(batch, False)[0]
+        with layers.precision(precision):
+            return loss_fn(batch, False)[0]
 
     return train_step, eval_step
 
@@ -511,9 +515,9 @@ def resolve_precision(precision, flags=None, gpus=None):
     the visible GPUs').
     """
     if precision != "auto":
-        if precision not in vision_modules.PRECISIONS:
+        if precision not in layers.PRECISIONS:
             raise ConfigError(f"precision={precision!r}: expected one of auto, "
-                              f"{', '.join(vision_modules.PRECISIONS)}")
+                              f"{', '.join(layers.PRECISIONS)}")
         return precision
     gpus = gpu_compute_capabilities() if gpus is None else gpus
     if gpus:

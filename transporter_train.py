@@ -20,7 +20,6 @@ import plots
 import preprocess
 import kpt_metrics
 import ul_loss
-import vision_modules
 from runs import one_line_errors
 
 ex = runs.quiet_experiment(Experiment("transporter", save_git_info=False))
@@ -104,9 +103,8 @@ def datasets(env, data_dir, num_frames, num_eval_frames, num_pairs, batch_size, 
 def loss_steps(model, optimizer, precision="float32"):
     """Compiled train and eval steps: (frame_a, frame_b) [B, 84, 84, 3] each -> scalar losses,
     computed in `precision` (float32 | bf16)."""
-    vision_modules.compute_dtype(precision)  # a one-line ConfigError before tracing
     return runs.compiled_steps(model, optimizer, lambda pair, training: ul_loss.transporter_losses(
-        model, *pair, training, precision))
+        model, *pair, training), precision)
 
 
 @ex.main

@@ -71,18 +71,18 @@ def amplitude_pnet_loss(heatmaps, error_maps):
 PNET_LOSSES = {"paper": pnet_loss, "amplitude": amplitude_pnet_loss}
 
 
-def permakey_losses(model, images, is_training, precision="float32", pnet_objective="paper"):
+def permakey_losses(model, images, is_training, pnet_objective="paper"):
     """PermaKey losses on images [B, S, S, 3] in [0, 1].
 
-    `precision` "bf16" computes the model in bfloat16; the losses are float32 either way.
-    `pnet_objective` names the PointNet's loss in PNET_LOSSES.
+    The losses are float32 in either precision (layers.precision); `pnet_objective`
+    names the PointNet's loss in PNET_LOSSES.
 
     "total" = vae + lsp + pnet. The model stops gradients between its parts (encoder
     activations -> LSP, error maps -> PointNet), so the gradient of "total" w.r.t. each
     parameter group (model.vae_variables, lsp_variables, pnet_variables) is the
     gradient of that group's own loss: one Adam over all variables is three Adams.
     """
-    outputs = model(images, is_training, precision)
+    outputs = model(images, is_training)
     recon = gaussian_reconstruction_loss(images, outputs["recon"])
     kl = kl_to_standard_normal(outputs["z_mean"], outputs["z_scale"])
     losses = {
@@ -96,12 +96,12 @@ def permakey_losses(model, images, is_training, precision="float32", pnet_object
     return losses, outputs
 
 
-def transporter_losses(model, frame_a, frame_b, is_training, precision="float32"):
+def transporter_losses(model, frame_a, frame_b, is_training):
     """Transporter loss: mean squared error of the transported reconstruction to frame b.
 
     The authors also put an L2 kernel regulariser on the convs; it is not included here.
-    `precision` "bf16" computes the model in bfloat16; the loss is float32 either way.
+    The loss is float32 in either precision (layers.precision).
     """
-    outputs = model(frame_a, frame_b, is_training, precision)
+    outputs = model(frame_a, frame_b, is_training)
     recon = mean_squared_error(outputs["recon"], frame_b)
     return {"recon": recon, "total": recon}, outputs

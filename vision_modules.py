@@ -4,14 +4,14 @@ The architectures are the paper's (docs/DESIGN.md, "PermaKey" and "Transporter")
 Images are NHWC float32 in [0, 1]; keypoint centres are (y, x) in [-1, 1], y growing
 downward. All modules are Sonnet 2 and run eagerly or inside `tf.function`.
 
-Precision: the models' calls take `precision` ("float32", default, or "bf16"). With
-"bf16" the convolutions, matmuls and batch norms compute in bfloat16 while every
-variable, batch-norm statistic and returned output stays float32 (mixed precision):
-the same checkpoints serve both.
+Their layers come from layers.py (fused batch norm, the neighbour matmul, computation in
+bfloat16 inside `layers.precision("bf16")`); every output these modules return is
+float32 in either precision.
 """
 import sonnet as snt
 import tensorflow as tf
 
+import layers
 from common import ConfigError
 
 
@@ -53,107 +53,6 @@ def gaussian_heatmaps(centres, height, width, std):
 
 
 # --------------------------------------------------------------------------------------
-# Precision and batch norm.
-
-PRECISIONS = {"float32": tf.float32, "bf16": tf.bfloat16}
-
-
-def compute_dtype(precision):
-    """The tf dtype of a `precision` config value ("float32" or "bf16")."""
-    _config_check(precision in PRECISIONS,
-                  f"precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
-    return PRECISIONS[precision]
-
-
-def _compute_in(layer, inputs, dtype):
-    """`layer(inputs)` for a Sonnet Linear, Conv2D or Conv2DTranspose, computed in `dtype`.
-
-    The layer's variables stay float32: they are created by a float32 call if they do
-    not exist yet, and cast to `dtype` for the computation.
-    """
-    inputs = tf.cast(inputs, dtype)
-    if dtype == tf.float32:
-        return layer(inputs)
-    if not hasattr(layer, "w"):
-        with tf.init_scope():
-            layer(tf.zeros([1] + inputs.shape[1:].as_list(), tf.float32))
-    if isinstance(layer, snt.Linear):
-        outputs = tf.matmul(inputs, tf.cast(layer.w, dtype))
-    elif isinstance(layer, snt.Conv2D) and layer.padding_func is None:
-        outputs = tf.nn.convolution(inputs, tf.cast(layer.w, dtype), strides=layer.stride,
-                                    padding=layer.conv_padding, dilations=layer.rate,
-                                    data_format=layer.data_format)
-    else:                                        # any other layer: Sonnet's own call
-        with snt.custom_variable_getter(lambda variable: tf.cast(variable, dtype),
-                                        instances=[layer]):
-            return layer(inputs)
-    if layer.with_bias:
-        outputs = tf.nn.bias_add(outputs, tf.cast(layer.b, dtype))
-    return outputs
-
-
-# Decay of the batch-norm moving averages: the authors' Keras layers' momentum. Sonnet's
-# default (0.999) left inference-mode keypoints far behind training-mode ones on CPU
-# runs at lr 1e-3 (docs/keypoint_learning.md).
-BN_DECAY = 0.99
-
-
-class BatchNorm(snt.Module):
-    """snt.BatchNorm(create_scale=True, create_offset=True, decay_rate=BN_DECAY), computed
-    by one fused kernel.
-
-    Same function, variables and checkpoint layout as Sonnet's module (scale, offset and
-    the debiased moving averages `moving_mean`, `moving_variance`, shaped as Sonnet
-    shapes them for the input's rank), but:
-      - every rank goes through the fused kernel (a [N, C] input as [1, 1, N, C]):
-        Sonnet's non-fused path for rank != 4 (tf.nn.moments, then
-        tf.nn.batch_normalization) makes several passes over the input forward and
-        backward, which dominated the LSP MLPs' non-matmul time;
-      - inputs may be bfloat16: the statistics, scale and offset stay float32, the
-        output has the input's dtype.
-    The moving variance is updated as Sonnet does: with the unbiased batch variance for
-    4-D inputs (its fused path), the biased one otherwise (its tf.nn.moments path).
-    """
-
-    def __init__(self, decay_rate=BN_DECAY, eps=1e-5, name=None):
-        super().__init__(name=name)
-        self._eps = eps
-        self.moving_mean = snt.ExponentialMovingAverage(decay_rate, name="moving_mean")
-        self.moving_variance = snt.ExponentialMovingAverage(decay_rate, name="moving_variance")
-
-    @snt.once
-    def _initialize(self, inputs):
-        channels = inputs.shape[-1]
-        statistics = tf.zeros([1] * (inputs.shape.rank - 1) + [channels])
-        self.moving_mean.initialize(statistics)
-        self.moving_variance.initialize(statistics)
-        self.scale = tf.Variable(tf.ones([channels]), name="scale")
-        self.offset = tf.Variable(tf.zeros([channels]), name="offset")
-
-    def __call__(self, inputs, is_training, test_local_stats=False):
-        """Normalise over every axis but the last; is_training updates the averages."""
-        self._initialize(inputs)
-        channels, rank = inputs.shape[-1], inputs.shape.rank
-        fused_input = inputs if rank == 4 else tf.reshape(inputs, [1, 1, -1, channels])
-        if is_training or test_local_stats:
-            mean = variance = tf.constant([], tf.float32)
-        else:
-            mean = tf.reshape(self.moving_mean.value, [channels])
-            variance = tf.reshape(self.moving_variance.value, [channels])
-        outputs, batch_mean, batch_variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-            x=fused_input, scale=self.scale, offset=self.offset, mean=mean, variance=variance,
-            epsilon=self._eps, is_training=is_training or test_local_stats)
-        if is_training:
-            if rank != 4:                        # Bessel-corrected -> biased
-                count = tf.cast(tf.size(inputs) // channels, tf.float32)
-                batch_variance = batch_variance * (count - 1.0) / count
-            shape = self.moving_mean.average.shape
-            self.moving_mean.update(tf.reshape(batch_mean, shape))
-            self.moving_variance.update(tf.reshape(batch_variance, shape))
-        return outputs if rank == 4 else tf.reshape(outputs, tf.shape(inputs))
-
-
-# --------------------------------------------------------------------------------------
 # Conv towers.
 
 def _upsample(inputs, factor, method):
@@ -191,23 +90,23 @@ class ConvStack(snt.Module):
         self._resample = resample
         self._final_activation = final_activation
         self._strides = [stride for _, _, stride in layer_specs]
-        conv_class = snt.Conv2DTranspose if resample == "transpose" else snt.Conv2D
+        conv_class = layers.Conv2DTranspose if resample == "transpose" else layers.Conv2D
         upsampling = resample in ("nearest", "bilinear")
         self.convs = [
             conv_class(channels, kernel, stride=1 if upsampling else stride,
                        with_bias=False, name=f"conv_{i}")
             for i, (channels, kernel, stride) in enumerate(layer_specs)]
-        self.norms = [BatchNorm(name=f"bn_{i}") for i in range(len(layer_specs))]
+        self.norms = [layers.BatchNorm(name=f"bn_{i}") for i in range(len(layer_specs))]
 
-    def __call__(self, inputs, is_training, dtype=tf.float32):
-        """Every layer's output, computed (and returned) in `dtype`."""
+    def __call__(self, inputs, is_training):
+        """Every layer's output, in the compute dtype (float32 unless bf16 is on)."""
         outputs = []
         net = inputs
         last = len(self.convs) - 1
         for i, (conv, norm, stride) in enumerate(zip(self.convs, self.norms, self._strides)):
             if stride > 1 and self._resample in ("nearest", "bilinear"):
                 net = _upsample(net, stride, self._resample)
-            net = norm(_compute_in(conv, net, dtype), is_training=is_training)
+            net = norm(conv(net), is_training=is_training)
             net = self._final_activation(net) if i == last else tf.nn.relu(net)
             outputs.append(net)
         return outputs
@@ -261,16 +160,14 @@ class Keypointer(snt.Module):
         self._gauss_std = gauss_std
         self._readout = readout
         self.conv_stack = ConvStack(layer_specs)
-        self.to_keypoint_maps = snt.Conv2D(num_keypoints, 1, name="to_keypoint_maps")
+        self.to_keypoint_maps = layers.Conv2D(num_keypoints, 1, name="to_keypoint_maps")
         if readout == "sequential":
             self.log_scale = tf.Variable(tf.math.log(10.0), name="log_scale")
 
-    def __call__(self, inputs, is_training, dtype=tf.float32):
-        """Returns centres [B, K, 2] and heatmaps [B, h, w, K] on the tower's output grid
-        (float32; the tower computes in `dtype`)."""
-        features = self.conv_stack(inputs, is_training, dtype)[-1]
-        keypoint_maps = tf.cast(_compute_in(self.to_keypoint_maps, features, dtype),
-                                tf.float32)                         # [B, h, w, K]
+    def __call__(self, inputs, is_training):
+        """Returns centres [B, K, 2] and heatmaps [B, h, w, K] on the tower's output grid."""
+        features = self.conv_stack(inputs, is_training)[-1]
+        keypoint_maps = tf.cast(self.to_keypoint_maps(features), tf.float32)  # [B, h, w, K]
         if self._readout == "axis":
             centres = keypoint_centres(keypoint_maps)               # [B, K, 2]
         else:
@@ -309,13 +206,13 @@ class VAEEncoder(snt.Module):
     def __init__(self, latent_dim_size, name=None):
         super().__init__(name=name)
         self.conv_stack = ConvStack(PERMAKEY_ENCODER_LAYERS)
-        self.to_latent = snt.Linear(2 * latent_dim_size, name="to_latent")
+        self.to_latent = layers.Linear(2 * latent_dim_size, name="to_latent")
 
-    def __call__(self, images, is_training, dtype=tf.float32):
-        """mean and scale float32; the activations in `dtype`, the compute dtype."""
-        activations = self.conv_stack(images, is_training, dtype)
+    def __call__(self, images, is_training):
+        """mean and scale float32; the activations in the compute dtype."""
+        activations = self.conv_stack(images, is_training)
         flat = snt.flatten(activations[-1])                          # [B, 21*21*128]
-        latent = tf.cast(_compute_in(self.to_latent, flat, dtype), tf.float32)
+        latent = tf.cast(self.to_latent(flat), tf.float32)
         mean, raw_scale = tf.split(latent, 2, axis=-1)               # [B, latent] each
         return mean, tf.nn.softplus(raw_scale), activations
 
@@ -332,16 +229,15 @@ class VAEDecoder(snt.Module):
     def __init__(self, decoder_type, image_size, name=None):
         super().__init__(name=name)
         self._grid_size = image_size // 4
-        self.to_grid = snt.Linear(self._grid_size ** 2, name="to_grid")
+        self.to_grid = layers.Linear(self._grid_size ** 2, name="to_grid")
         self.conv_stack = ConvStack(PERMAKEY_DECODER_LAYERS,
                                     resample=DECODER_RESAMPLE[decoder_type],
                                     final_activation=tf.nn.sigmoid)
 
-    def __call__(self, z, is_training, dtype=tf.float32):
-        """Computed in `dtype`; the image is returned as float32."""
-        grid = tf.nn.relu(_compute_in(self.to_grid, z, dtype))       # [B, S/4 * S/4]
+    def __call__(self, z, is_training):
+        grid = tf.nn.relu(self.to_grid(z))                           # [B, S/4 * S/4]
         grid = tf.reshape(grid, [-1, self._grid_size, self._grid_size, 1])
-        return tf.cast(self.conv_stack(grid, is_training, dtype)[-1], tf.float32)  # [B, S, S, 3]
+        return tf.cast(self.conv_stack(grid, is_training)[-1], tf.float32)  # [B, S, S, 3]
 
 
 def space_to_cells(maps, patch_size):
@@ -349,45 +245,6 @@ def space_to_cells(maps, patch_size):
     if patch_size == 1:                           # tf.nn.space_to_depth needs p >= 2
         return maps
     return tf.nn.space_to_depth(maps, patch_size)
-
-
-# The 8 neighbours of a cell as (dy, dx) offsets in a 3 x 3 block of cells, row-major,
-# the centre (1, 1) left out: the order of the first LSP layer's input.
-NEIGHBOUR_OFFSETS = tuple((dy, dx) for dy in range(3) for dx in range(3) if (dy, dx) != (1, 1))
-
-
-def neighbour_cells(cells):
-    """Cell map [B, h, w, ppC] -> [B, h, w, 8ppC]: each cell's 8 neighbours concatenated
-    in NEIGHBOUR_OFFSETS order, zero beyond the map's edge (the zero padding by p)."""
-    height, width = cells.shape[1:3]
-    padded = tf.pad(cells, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    return tf.concat([padded[:, dy:dy + height, dx:dx + width] for dy, dx in NEIGHBOUR_OFFSETS],
-                     axis=-1)
-
-
-@tf.custom_gradient
-def _neighbour_matmul(cells, weight):
-    """neighbour_cells(cells) as rows [N, 8ppC] @ weight [8ppC, F] -> [N, F].
-
-    The same as the plain ops, except that the gathered rows (8 copies of the cell map,
-    231 MB for layer 0 at batch 32 in float32) are not kept for the backward pass: it
-    gathers them again (a copy, no FLOPs) for the weight gradient.
-    """
-    def rows_of(cell_map):
-        return tf.reshape(neighbour_cells(cell_map), [-1, weight.shape[0]])
-
-    def backward(d_outputs):
-        # Gather only once d_outputs exists, or the runtime could run it right away.
-        with tf.GradientTape() as tape, tf.control_dependencies([d_outputs]):
-            tape.watch(cells)
-            rows = rows_of(tf.identity(cells))
-        d_weight = tf.matmul(rows, d_outputs, transpose_a=True)
-        # Pruned from a compiled step when nothing needs it (stop-gradient inputs).
-        d_cells = tape.gradient(rows, cells,
-                                output_gradients=tf.matmul(d_outputs, weight, transpose_b=True))
-        return d_cells, d_weight
-
-    return tf.matmul(rows_of(cells), weight), backward
 
 
 class LocalSpatialPredictor(snt.Module):
@@ -399,19 +256,11 @@ class LocalSpatialPredictor(snt.Module):
     3p x 3p kernel with its centre p x p masked out, stride p).
 
     Computation: the map becomes the cell map space_to_depth(A, p) [B, h, w, ppC] (also
-    the prediction target); the 8 neighbour cells of every cell are gathered into rows
-    [B*h*w, 8ppC] and the first Dense is ONE matmul with the [8ppC, 8ppC] kernel; the
-    other layers are matmuls on the same rows. Every batch norm is one fused kernel.
-    The kernel variable keeps the layout of a 3 x 3 convolution on the cell map,
-    [3, 3, ppC, 8ppC] (tap (dy, dx) = the weights of neighbour (dy, dx)); its centre
-    tap is never read (no gradient, stays at its initial value).
-
-    Measured on a 2-core AVX-512 CPU against the previous form, the same kernel as a
-    centre-masked 3 x 3 convolution on the cell map (no copy of the map): gathering the
-    rows (8x the cell map: 231 MB for layer 0 at batch 32 in float32) costs ~0.07 s,
-    while the matmul skips the masked ninth tap (1/9 of the first layer's FLOPs) and its
-    kernel gradient is a plain matmul, 25% faster than the convolution's in bfloat16.
-    The rows are not kept for the backward pass (`_neighbour_matmul` gathers them again).
+    the prediction target); the first Dense is one matmul of every cell's 8 gathered
+    neighbour cells with the [8ppC, 8ppC] kernel (layers.neighbour_matmul), the other
+    layers act on its rows. The kernel variable keeps the layout of a 3 x 3 convolution
+    on the cell map, [3, 3, ppC, 8ppC] (tap (dy, dx) = the weights of neighbour
+    (dy, dx)); its centre tap is never read (no gradient, stays at its initial value).
     """
 
     def __init__(self, patch_size, channels, name=None):
@@ -425,42 +274,38 @@ class LocalSpatialPredictor(snt.Module):
         self.neighbour_kernel = tf.Variable(
             init([3, 3, self._cell_size, neighbours_size], tf.float32),
             name="neighbour_kernel")                               # [3, 3, ppC, 8ppC]
-        self.neighbour_norm = BatchNorm(name="neighbour_bn")
-        self.hidden_layers = [snt.Linear(size, with_bias=False, name=f"hidden_{size}")
+        self.neighbour_norm = layers.BatchNorm(name="neighbour_bn")
+        self.hidden_layers = [layers.Linear(size, with_bias=False, name=f"hidden_{size}")
                               for size in (512, 256)]
-        self.hidden_norms = [BatchNorm(name=f"hidden_bn_{size}") for size in (512, 256)]
-        self.prediction_layer = snt.Linear(self._cell_size, name="prediction")
+        self.hidden_norms = [layers.BatchNorm(name=f"hidden_bn_{size}") for size in (512, 256)]
+        self.prediction_layer = layers.Linear(self._cell_size, name="prediction")
 
     def neighbours_weight(self):
         """The first layer's [8ppC, 8ppC] weight: the kernel's 8 outer taps stacked in
-        NEIGHBOUR_OFFSETS order (the centre tap (1, 1) is index 4 of the 9)."""
+        layers.NEIGHBOUR_OFFSETS order (the centre tap (1, 1) is index 4 of the 9)."""
         taps = tf.reshape(self.neighbour_kernel, [9, self._cell_size, -1])
         return tf.reshape(tf.concat([taps[:4], taps[5:]], axis=0), [8 * self._cell_size, -1])
 
-    def neighbour_features(self, cells, dtype=tf.float32):
-        """First layer (before BN): cell map [B, h, w, ppC] -> [B, h, w, 8ppC] in `dtype`."""
+    def neighbour_features(self, cells):
+        """First layer (before BN): cell map [B, h, w, ppC] -> [B, h, w, 8ppC]."""
         height, width = cells.shape[1:3]
-        features = _neighbour_matmul(tf.cast(cells, dtype),
-                                     tf.cast(self.neighbours_weight(), dtype))
+        features = layers.neighbour_matmul(cells, self.neighbours_weight())  # [B*h*w, 8ppC]
         return tf.reshape(features, [-1, height, width, features.shape[-1]])
 
     def predict_from_neighbour_features(self, features, is_training):
-        """Rest of the MLP: [B, h, w, 8ppC] first-layer outputs -> [B, h, w, ppC] float32,
-        computed in the features' dtype."""
-        dtype = features.dtype
+        """Rest of the MLP: [B, h, w, 8ppC] first-layer outputs -> [B, h, w, ppC] float32."""
         grid = tf.shape(features)[:3]
         net = tf.nn.relu(self.neighbour_norm(features, is_training=is_training))
         net = tf.reshape(net, [-1, net.shape[-1]])                  # [B*h*w, 8ppC]
         for layer, norm in zip(self.hidden_layers, self.hidden_norms):
-            net = tf.nn.relu(norm(_compute_in(layer, net, dtype), is_training=is_training))
-        prediction = tf.cast(_compute_in(self.prediction_layer, net, dtype), tf.float32)
+            net = tf.nn.relu(norm(layer(net), is_training=is_training))
+        prediction = tf.cast(self.prediction_layer(net), tf.float32)  # [B*h*w, ppC]
         return tf.reshape(prediction, tf.concat([grid, [self._cell_size]], axis=0))
 
-    def __call__(self, activation, is_training, dtype=tf.float32):
-        """activation [B, H, W, C] -> (prediction, target), both [B, H/p, W/p, ppC] float32;
-        the MLP computes in `dtype`."""
+    def __call__(self, activation, is_training):
+        """activation [B, H, W, C] -> (prediction, target), both [B, H/p, W/p, ppC] float32."""
         cells = space_to_cells(activation, self.patch_size)        # the targets
-        features = self.neighbour_features(cells, dtype)
+        features = self.neighbour_features(cells)
         prediction = self.predict_from_neighbour_features(features, is_training)
         return prediction, tf.cast(cells, tf.float32)
 
@@ -559,31 +404,29 @@ class PermaKey(snt.Module):
     def pnet_variables(self):
         return self.pnet.trainable_variables
 
-    def _local_spatial_prediction(self, activations, is_training, dtype=tf.float32):
+    def _local_spatial_prediction(self, activations, is_training):
         """LSP on the chosen (gradient-stopped) activations, and the error maps (float32)."""
         predictions, targets, cell_maps = [], [], []
         for layer, mlp in zip(self._lsp_layers, self.lsp_mlps):
-            prediction, target = mlp(tf.stop_gradient(activations[layer]), is_training, dtype)
+            prediction, target = mlp(tf.stop_gradient(activations[layer]), is_training)
             predictions.append(prediction)
             targets.append(target)
             cell_maps.append(cell_error_map(prediction, target))
         error_maps = stack_error_maps(cell_maps, self._image_size)   # [B, S, S, L]
         return predictions, targets, cell_maps, tf.stop_gradient(error_maps)
 
-    def __call__(self, images, is_training, precision="float32"):
+    def __call__(self, images, is_training):
         """images [B, S, S, 3] in [0, 1] -> dict of float32 outputs (see the keys below).
 
         is_training (Python bool) selects BN batch statistics and sampling z from
-        q(z | x); at inference z is the posterior mean. `precision` "bf16" computes the
-        networks in bfloat16 (see the module docstring).
+        q(z | x); at inference z is the posterior mean.
         """
-        dtype = compute_dtype(precision)
-        z_mean, z_scale, activations = self.encoder(images, is_training, dtype)
+        z_mean, z_scale, activations = self.encoder(images, is_training)
         z = sample_latent(z_mean, z_scale, self.noise) if is_training else z_mean
-        recon = self.decoder(z, is_training, dtype)
+        recon = self.decoder(z, is_training)
         predictions, targets, cell_maps, error_maps = self._local_spatial_prediction(
-            activations, is_training, dtype)
-        centres, heatmaps = self.pnet(error_maps, is_training, dtype)
+            activations, is_training)
+        centres, heatmaps = self.pnet(error_maps, is_training)
         activations = [tf.cast(activation, tf.float32) for activation in activations]
         return {
             "recon": recon,                          # [B, S, S, 3]
@@ -599,17 +442,16 @@ class PermaKey(snt.Module):
             "heatmaps": heatmaps,                    # [B, S/4, S/4, K] (PointNet grid)
         }
 
-    def keypoints_and_features(self, images, is_training=False, precision="float32"):
+    def keypoints_and_features(self, images, is_training=False):
         """Centres [B, K, 2], PointNet-grid heatmaps, last-LSP-layer features (no decoder)."""
-        dtype = compute_dtype(precision)
-        _, _, activations = self.encoder(images, is_training, dtype)
-        error_maps = self._local_spatial_prediction(activations, is_training, dtype)[-1]
-        centres, heatmaps = self.pnet(error_maps, is_training, dtype)
+        _, _, activations = self.encoder(images, is_training)
+        error_maps = self._local_spatial_prediction(activations, is_training)[-1]
+        centres, heatmaps = self.pnet(error_maps, is_training)
         return centres, heatmaps, tf.cast(activations[self._lsp_layers[-1]], tf.float32)
 
-    def keypoints(self, images, is_training=False, precision="float32"):
+    def keypoints(self, images, is_training=False):
         """Centres [B, K, 2] and heatmaps [B, S/4, S/4, K] on the PointNet grid."""
-        centres, heatmaps, _ = self.keypoints_and_features(images, is_training, precision)
+        centres, heatmaps, _ = self.keypoints_and_features(images, is_training)
         return centres, heatmaps
 
 
@@ -661,27 +503,23 @@ class Transporter(snt.Module):
         self.decoder = ConvStack(TRANSPORTER_DECODER_LAYERS, resample="bilinear",
                                  final_activation=tf.nn.sigmoid, name="decoder")
 
-    def keypoints(self, images, is_training=False, precision="float32"):
-        """Centres [B, K, 2], heatmaps [B, S/2, S/2, K], features [B, S/2, S/2, 32], all
-        float32; `precision` "bf16" computes the networks in bfloat16."""
-        dtype = compute_dtype(precision)
-        features = tf.cast(self.encoder(images, is_training, dtype)[-1], tf.float32)
-        centres, heatmaps = self.keypointer(images, is_training, dtype)
+    def keypoints(self, images, is_training=False):
+        """Centres [B, K, 2], heatmaps [B, S/2, S/2, K], features [B, S/2, S/2, 32]."""
+        features = tf.cast(self.encoder(images, is_training)[-1], tf.float32)
+        centres, heatmaps = self.keypointer(images, is_training)
         return centres, heatmaps, features
 
-    def __call__(self, frame_a, frame_b, is_training, precision="float32"):
+    def __call__(self, frame_a, frame_b, is_training):
         """Frames [B, S, S, 3] in [0, 1] -> dict of float32 outputs; "recon" reconstructs
-        frame_b. `precision` "bf16" computes the networks in bfloat16 (the transport
-        itself stays float32, a few elementwise ops).
+        frame_b. The transport itself is float32 (a few elementwise ops).
 
         The two frames go through the networks in separate calls so that batch-norm
         statistics of frame b do not depend on frame a (a's branch gets no gradient).
         """
-        dtype = compute_dtype(precision)
-        centres_a, heatmaps_a, features_a = self.keypoints(frame_a, is_training, precision)
-        centres_b, heatmaps_b, features_b = self.keypoints(frame_b, is_training, precision)
+        centres_a, heatmaps_a, features_a = self.keypoints(frame_a, is_training)
+        centres_b, heatmaps_b, features_b = self.keypoints(frame_b, is_training)
         transported = transport(features_a, features_b, heatmaps_a, heatmaps_b)
-        recon = self.decoder(transported, is_training, dtype)[-1]
+        recon = self.decoder(transported, is_training)[-1]
         return {
             "recon": tf.cast(recon, tf.float32),                    # [B, S, S, 3]
             "centres_a": centres_a, "centres_b": centres_b,         # [B, K, 2]

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import layers
 import ul_loss
 import vision_modules
 
@@ -187,7 +188,7 @@ def test_transporter_loss_is_recon_mse_and_ignores_the_source_branch():
 # --------------------------------------------------------------------------------------
 # bf16 precision: the same losses and gradient directions as float32.
 
-# Stated tolerances for precision="bf16" (bfloat16 keeps 8 significant bits, ~0.4% per
+# Stated tolerances for layers.precision("bf16") (bfloat16 keeps 8 significant bits, ~0.4% per
 # value): every loss within 1% of float32 on the same batch and weights, and every
 # parameter group's gradient pointing the same way (cosine similarity > 0.97). Measured
 # here: losses within 0.3%, cosines 0.987 (Transporter) to 0.9995 (PermaKey VAE).
@@ -196,8 +197,8 @@ BF16_GRADIENT_COSINE = 0.97
 
 
 def _losses_and_gradients(loss_fn, variables, precision):
-    with tf.GradientTape() as tape:
-        losses = loss_fn(precision)
+    with tf.GradientTape() as tape, layers.precision(precision):
+        losses = loss_fn()
     flat = [tf.reshape(g, [-1]) for g in tape.gradient(losses["total"], variables)
             if g is not None]
     return {k: float(v) for k, v in losses.items()}, tf.concat(flat, 0)
@@ -218,9 +219,9 @@ def test_permakey_bf16_losses_and_gradients_are_close_to_float32():
     images = _images(8, 32)
     model(images, is_training=True)
 
-    def losses(precision):
+    def losses():
         model.noise.reset_from_seed(3)              # the same latent sample z in both
-        return ul_loss.permakey_losses(model, images, True, precision)[0]
+        return ul_loss.permakey_losses(model, images, True)[0]
 
     _assert_bf16_close(losses, [model.vae_variables, model.lsp_variables, model.pnet_variables])
 
@@ -229,7 +230,7 @@ def test_transporter_bf16_loss_and_gradients_are_close_to_float32():
     model = vision_modules.Transporter(num_keypoints=3, image_size=32)
     frame_a, frame_b = _images(8, 32, seed=0), _images(8, 32, seed=1)
     model(frame_a, frame_b, is_training=True)
-    _assert_bf16_close(lambda p: ul_loss.transporter_losses(model, frame_a, frame_b, True, p)[0],
+    _assert_bf16_close(lambda: ul_loss.transporter_losses(model, frame_a, frame_b, True)[0],
                        [model.trainable_variables])
 
 

@@ -4,6 +4,7 @@ import pytest
 import sonnet as snt
 import tensorflow as tf
 
+import layers
 import runs
 import vision_modules
 
@@ -327,29 +328,14 @@ def test_trained_lsp_gives_the_unpredictable_cell_the_largest_error():
 def test_bf16_lsp_is_close_to_the_float32_patch_reference(patch_size, channels, side):
     lsp = vision_modules.LocalSpatialPredictor(patch_size, channels)
     activation = tf.random.stateless_normal([3, side, side, channels], seed=[4, 2])
-    prediction, target = lsp(activation, is_training=True, dtype=tf.bfloat16)
+    with layers.precision("bf16"):
+        prediction, target = lsp(activation, is_training=True)
     ref_prediction, ref_target = lsp_patch_reference(lsp, activation, is_training=True)
     assert prediction.dtype == target.dtype == tf.float32
     assert all(v.dtype in (tf.float32, tf.int64) for v in lsp.variables)
     # bfloat16 keeps 8 significant bits: ~0.4% per value, more through 4 layers.
     np.testing.assert_allclose(target, ref_target, rtol=1e-2, atol=1e-2)
     np.testing.assert_allclose(prediction, ref_prediction, rtol=0.1, atol=0.1)
-
-
-def test_neighbour_matmul_gradients_equal_the_plain_ops():
-    cells = tf.random.stateless_normal([2, 4, 5, 3], seed=[2, 2])
-    weight = tf.random.stateless_normal([24, 6], seed=[3, 3])
-    upstream = tf.random.stateless_normal([40, 6], seed=[4, 4])
-    results = []
-    for matmul in (vision_modules._neighbour_matmul,
-                   lambda c, w: tf.matmul(
-                       tf.reshape(vision_modules.neighbour_cells(c), [-1, 24]), w)):
-        with tf.GradientTape() as tape:
-            tape.watch([cells, weight])
-            outputs = matmul(cells, weight)
-        results.append([outputs, *tape.gradient(outputs, [cells, weight], upstream)])
-    for ours, plain in zip(*results):
-        np.testing.assert_allclose(ours, plain, rtol=1e-5, atol=1e-5)
 
 
 def test_lsp_kernel_centre_tap_is_never_used():
@@ -364,61 +350,7 @@ def test_lsp_kernel_centre_tap_is_never_used():
 
 
 # --------------------------------------------------------------------------------------
-# Batch norm and precision.
-
-@pytest.mark.parametrize("shape", [(64, 5), (4, 3, 3, 5)])
-def test_batch_norm_matches_sonnet_and_restores_its_checkpoints(shape, tmp_path):
-    ours = vision_modules.BatchNorm()
-    sonnets = snt.BatchNorm(create_scale=True, create_offset=True,
-                            decay_rate=vision_modules.BN_DECAY)
-    batches = [tf.random.stateless_normal(shape, seed=[i, 0]) * (i + 1) + i for i in range(3)]
-    for x in batches:                                     # training: batch statistics
-        np.testing.assert_allclose(ours(x, is_training=True),
-                                   sonnets(x, is_training=True), rtol=1e-4, atol=1e-4)
-    for name in ("moving_mean", "moving_variance"):
-        theirs = getattr(sonnets, name).value
-        assert getattr(ours, name).value.shape == theirs.shape
-        np.testing.assert_allclose(getattr(ours, name).value, theirs, rtol=1e-5)
-    for kwargs in ({"is_training": False}, {"is_training": False, "test_local_stats": True}):
-        np.testing.assert_allclose(ours(batches[0], **kwargs), sonnets(batches[0], **kwargs),
-                                   rtol=1e-4, atol=1e-4)
-    sonnets.scale.assign(tf.range(5, dtype=tf.float32))
-    path = tf.train.Checkpoint(bn=sonnets).save(str(tmp_path / "ckpt"))
-    restored = vision_modules.BatchNorm()
-    restored(batches[0], is_training=False)               # create the variables
-    tf.train.Checkpoint(bn=restored).restore(path).assert_consumed()
-    np.testing.assert_allclose(restored(batches[1], is_training=False),
-                               sonnets(batches[1], is_training=False), rtol=1e-4, atol=1e-4)
-
-
-def test_batch_norm_in_bf16_keeps_float32_statistics():
-    bn = vision_modules.BatchNorm()
-    x = tf.random.stateless_normal([64, 6], seed=[3, 3]) * 3.0 + 2.0
-    out = bn(tf.cast(x, tf.bfloat16), is_training=True)
-    assert out.dtype == tf.bfloat16
-    assert all(v.dtype in (tf.float32, tf.int64) for v in bn.variables)
-    np.testing.assert_allclose(bn.moving_mean.value[0], tf.reduce_mean(x, 0), rtol=0.02)
-    np.testing.assert_allclose(tf.reduce_mean(tf.cast(out, tf.float32), 0), 0.0, atol=0.02)
-
-
-@pytest.mark.parametrize("layer, shape", [
-    (snt.Linear(6), (5, 7)),
-    (snt.Conv2D(4, 3, stride=2), (2, 8, 8, 3)),
-    (snt.Conv2DTranspose(4, 3, stride=2), (2, 4, 4, 3)),
-])
-def test_compute_in_bf16_matches_float32_with_float32_variables(layer, shape):
-    x = tf.random.stateless_normal(shape, seed=[5, 5])
-    low = vision_modules._compute_in(layer, x, tf.bfloat16)     # creates the variables
-    assert low.dtype == tf.bfloat16
-    assert all(v.dtype == tf.float32 for v in layer.variables)
-    np.testing.assert_allclose(tf.cast(low, tf.float32), layer(x), rtol=0.05, atol=0.05)
-
-
-def test_unknown_precision_is_a_one_line_config_error():
-    model = vision_modules.PermaKey(3, image_size=16)
-    with pytest.raises(runs.ConfigError, match="precision='fp16'"):
-        model(_images(2, 16), is_training=True, precision="fp16")
-
+# Precision (layers.precision).
 
 @pytest.mark.parametrize("make_model", [
     lambda: vision_modules.PermaKey(3, image_size=16),
@@ -426,7 +358,8 @@ def test_unknown_precision_is_a_one_line_config_error():
 def test_bf16_call_returns_float32_and_creates_float32_variables(make_model):
     model = make_model()                                   # first call in bf16
     frames = [_images(2, 16, seed=i) for i in range(1 if hasattr(model, "lsp_mlps") else 2)]
-    out = model(*frames, is_training=True, precision="bf16")
+    with layers.precision("bf16"):
+        out = model(*frames, is_training=True)
     assert all(v.dtype in (tf.float32, tf.int64) for v in model.variables)
     assert all(x.dtype == tf.float32 for x in tf.nest.flatten(out))
 
