@@ -13,6 +13,10 @@ encoder is one class, one input function and one entry here.
 Every module takes the batch-norm mode as Sonnet does: `is_training` (batch statistics,
 moving averages updated) and `test_local_stats` (batch statistics without updating
 them when `is_training` is False).
+
+Precision: the encoders' convolutions and matmuls are layers.py's, so inside
+`layers.precision("bf16")` they compute in bfloat16; batch norms, the LSTM, the Q head
+and every tensor passed between modules stay float32, as do all variables.
 """
 import types
 from typing import Callable, NamedTuple
@@ -22,8 +26,9 @@ import sonnet as snt
 import tensorflow as tf
 from graph_nets import graphs, modules, utils_tf
 
-from common import ConfigError
+import layers
 import vision_modules
+from common import ConfigError
 
 EMBEDDING_SIZE = 128
 LSTM_UNITS = 128
@@ -35,7 +40,8 @@ GRAPH_DECODER_SIZE = 64
 class LayerBNReLU(snt.Module):
     """layer -> batch norm -> ReLU, the paper's hidden-layer pattern.
 
-    The layer should have no bias: the batch-norm offset replaces it.
+    The layer should have no bias: the batch-norm offset replaces it. The layer computes
+    in the current precision; the batch norm and the output are float32.
     """
 
     def __init__(self, layer, name=None):
@@ -44,13 +50,13 @@ class LayerBNReLU(snt.Module):
         self._batch_norm = snt.BatchNorm(create_scale=True, create_offset=True)
 
     def __call__(self, inputs, is_training, test_local_stats=False):
-        outputs = self._batch_norm(self._layer(inputs), is_training=is_training,
-                                   test_local_stats=test_local_stats)
+        outputs = self._batch_norm(tf.cast(self._layer(inputs), tf.float32),
+                                   is_training=is_training, test_local_stats=test_local_stats)
         return tf.nn.relu(outputs)
 
 
 def dense_bn_relu(size):
-    return LayerBNReLU(snt.Linear(size, with_bias=False))
+    return LayerBNReLU(layers.Linear(size, with_bias=False))
 
 
 class CNNKeypointEncoder(snt.Module):
@@ -62,16 +68,16 @@ class CNNKeypointEncoder(snt.Module):
 
     def __init__(self, name=None):
         super().__init__(name=name)
-        self._convs = [LayerBNReLU(snt.Conv2D(32, 3, stride=stride, with_bias=False))
+        self._convs = [LayerBNReLU(layers.Conv2D(32, 3, stride=stride, with_bias=False))
                        for stride in (1, 1, 2, 1)]
-        self._dense = snt.Linear(EMBEDDING_SIZE)
+        self._dense = layers.Linear(EMBEDDING_SIZE)
 
     def __call__(self, masked_features, is_training, test_local_stats=False):
         x = masked_features                                      # [N, 42, 42, C]
         for conv in self._convs:
             x = conv(x, is_training, test_local_stats)            # -> [N, 21, 21, 32]
         x = snt.Flatten()(x)                                     # [N, 21 * 21 * 32]
-        return tf.nn.relu(self._dense(x))                        # [N, 128]
+        return tf.cast(tf.nn.relu(self._dense(x)), tf.float32)   # [N, 128]
 
 
 class GraphMLP(snt.Module):
@@ -129,7 +135,7 @@ class GNNKeypointEncoder(snt.Module):
             return lambda: GraphMLP(width, self._bn_mode)
 
         self._position_hidden = dense_bn_relu(64)
-        self._position_code = snt.Linear(POSITION_CODE_SIZE)
+        self._position_code = layers.Linear(POSITION_CODE_SIZE)
         self._graph_encoder = modules.GraphIndependent(
             edge_model_fn=mlp(GRAPH_LATENT_SIZE), node_model_fn=mlp(GRAPH_LATENT_SIZE))
         self._message_passing = [
@@ -148,7 +154,7 @@ class GNNKeypointEncoder(snt.Module):
         self._bn_mode.is_training = is_training
         self._bn_mode.test_local_stats = test_local_stats
         code = self._position_hidden(centres, is_training, test_local_stats)  # [N, K, 64]
-        code = self._position_code(code)                                     # [N, K, 32]
+        code = tf.cast(self._position_code(code), tf.float32)                # [N, K, 32]
         graph = fully_connected_graph(tf.concat([node_features, code], axis=-1))
         graph = self._graph_encoder(graph)
         for step in self._message_passing:

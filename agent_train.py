@@ -43,6 +43,7 @@ from sacred import Experiment
 from tqdm import tqdm
 
 import agent
+import layers
 import plots
 import preprocess
 import replay
@@ -96,6 +97,8 @@ def config():
     resume_dir = None  # a run folder to continue from its last checkpoint
     exp_root = EXP_ROOT
     load_ckpts = None  # evaluate: agent run folders, comma-separated
+    precision = "auto"  # auto | float32 | bf16: keypoint model and encoder compute in bfloat16
+    save_replay = True  # keep the replay with each checkpoint (replay.npy.gz), for resume
     eval_seeds = (1, 2, 3, 4, 5)  # evaluate
     num_eval_episodes = 10  # evaluate: greedy episodes per seed and policy
 
@@ -257,12 +260,14 @@ def observe(kp_model, frames):
 def encoder_features(kp_model, frames):
     """Only the cheap part of `observe`, for replayed frames whose centres were kept:
     uint8 [N, 84, 84, 3] -> encoder features [N, 42, 42, C] (PermaKey: the last LSP
-    layer's activations; Transporter: its encoder's output)."""
+    layer's activations; Transporter: its encoder's output), float32."""
     images = tf.cast(frames, tf.float32) / 255.0
     if isinstance(kp_model, vision_modules.PermaKey):
         _, _, activations = kp_model.encoder(images, is_training=False)
-        return activations[kp_model.lsp_layers[-1]]
-    return kp_model.encoder(images, is_training=False)[-1]
+        features = activations[kp_model.lsp_layers[-1]]
+    else:
+        features = kp_model.encoder(images, is_training=False)[-1]
+    return tf.cast(features, tf.float32)
 
 
 def make_prepare(kp_model, kpt_encoder_type, cached_keypoints=True):
@@ -335,15 +340,17 @@ def build_q_networks(strategy, *network_args):
     return online, target, actor, sync_actor
 
 
-def make_act_fn(kp_model, actor, kpt_encoder_type):
-    """One batched forward pass of keypoint model and actor Q-network for all envs."""
+def make_act_fn(kp_model, actor, kpt_encoder_type, precision="float32"):
+    """One batched forward pass of keypoint model and actor Q-network for all envs,
+    computed in `precision` (layers.precision)."""
     to_inputs = agent.KEYPOINT_ENCODERS[kpt_encoder_type].inputs
 
     @tf.function
     def act(frames, state):
         """uint8 frames [N, 84, 84, 3], LSTM state -> Q [N, A], next state, centres [N, K, 2]."""
-        centres, features = observe(kp_model, frames)
-        q_values, state = actor(to_inputs(features, centres), state, is_training=False)
+        with layers.precision(precision):
+            centres, features = observe(kp_model, frames)
+            q_values, state = actor(to_inputs(features, centres), state, is_training=False)
         return q_values, state, centres
 
     return act
@@ -513,26 +520,46 @@ def store_steps(buffer, frames, actions, rewards, terminated, truncated, centres
                        centres=centres[i])
 
 
-@ex.main
-@one_line_errors
-def train(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, vis_ckpt_fname,
-          vis_load, num_keypoints, replay_capacity, num_iters, warmup_steps, update_every,
-          batch_size, learning_rate, window_size, n_step, gamma, tau, max_grad_norm,
-          epsilon_start, epsilon_end, num_envs, async_envs, eval_every, eval_episodes,
-          eval_time_limit, log_every, ckpt_keep, save_every_mins, seed, gpu, devices, resume_dir):
-    """Train a keypoint agent: act in num_envs games at once, learn from replayed windows,
-    evaluate greedily and checkpoint every eval_every steps (and at the end); a single-host
-    run also checkpoints every save_every_mins and, stopping, on SIGTERM or SIGINT."""
+class Learner:
+    """What the training loop acts and learns with, built by `set_up`.
+
+    strategy, num_workers; actor, act(frames, state), sync_actor(); update(batch) ->
+    loss; the replay `buffer`; counters env_step and updates (in the checkpoint);
+    run_dir (None on non-chief workers); replay_path (None: the replay is not saved).
+    """
+
+    def __init__(self, **parts):
+        self.__dict__.update(parts)
+
+    def save(self, env_step, updates):
+        """Checkpoint the agent at `env_step` after `updates` updates, and the replay
+        (first: a checkpoint never points past the replay saved with it)."""
+        self.counters["env_step"].assign(env_step)
+        self.counters["updates"].assign(updates)
+        if self.replay_path:
+            self.buffer.save(self.replay_path, env_step)
+        self.manager.save(checkpoint_number=env_step)
+
+
+REPLAY_FILE = "replay.npy.gz"
+
+
+@ex.capture
+def set_up(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, vis_ckpt_fname,
+           vis_load, num_keypoints, replay_capacity, batch_size, learning_rate, window_size,
+           n_step, gamma, tau, max_grad_norm, ckpt_keep, seed, gpu, devices, resume_dir,
+           precision, save_replay):
+    """Devices, the frozen keypoint model, the Q-networks and their update, the checkpoint
+    and the replay; resuming, all restored from resume_dir (the replay if it was saved
+    at the checkpoint's step)."""
     worker, num_workers = cluster_task()
     strategy = make_strategy(gpu, devices, num_workers)
     tf.random.set_seed(seed)  # initial weights (the workers of a cluster start from the chief's)
     spec = agent_spec()
-    check_positive_ints(num_iters=num_iters, update_every=update_every, batch_size=batch_size,
-                        num_envs=num_envs, eval_every=eval_every, eval_episodes=eval_episodes,
-                        log_every=log_every, replay_capacity=replay_capacity)
     if batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(f"batch_size={batch_size} is not divisible by the "
                           f"{strategy.num_replicas_in_sync} replicas")
+    precision = runs.resolve_precision(precision)
     if resume_dir:
         runs.check_model_spec(resume_dir, spec)
         vis_ckpt_fname, vis_load = recorded_keypoint_run(resume_dir, vis_ckpt_fname, vis_load)
@@ -542,48 +569,95 @@ def train(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, vis_ck
                                                          mp_num_steps, action_count(env))
     with strategy.scope():
         optimizer = rl_loss.make_optimizer(learning_rate)
-    learner = rl_loss.LearnerConfig(window_size, n_step, gamma, tau, max_grad_norm)
-    update = tf.function(rl_loss.make_update_fn(online, target, optimizer, learner, strategy,
-                                                prepare=make_prepare(kp_model, kpt_encoder_type)))
-    act = make_act_fn(kp_model, actor, kpt_encoder_type)
+    config = rl_loss.LearnerConfig(window_size, n_step, gamma, tau, max_grad_norm)
+    update = tf.function(rl_loss.make_update_fn(
+        online, target, optimizer, config, strategy,
+        prepare=make_prepare(kp_model, kpt_encoder_type), precision=precision))
 
     counters = {"env_step": tf.Variable(0, dtype=tf.int64),
                 "updates": tf.Variable(0, dtype=tf.int64)}
     checkpoint = tf.train.Checkpoint(online=online, target=target, optimizer=optimizer, **counters)
     run_dir = runs.run_dir_of(_run)  # None on non-chief workers
-    save, restore = checkpoint_managers(checkpoint, run_dir, resume_dir, ckpt_keep)
+    manager, restore = checkpoint_managers(checkpoint, run_dir, resume_dir, ckpt_keep)
     if resume_dir:
         if not restore.latest_checkpoint:
             raise ConfigError(f"run folder {resume_dir} has no agent checkpoint in ckpt/")
         checkpoint.restore(restore.latest_checkpoint).assert_existing_objects_matched()
         sync_actor()
-        print(f"resumed from {restore.latest_checkpoint} at step {int(counters['env_step'])}; "
-              f"the replay restarts empty and refills for {warmup_steps} steps")
     if run_dir:
         runs.write_model_spec(run_dir, dict(spec, vis_ckpt_fname=os.path.abspath(vis_ckpt_fname),
                                             vis_load=vis_load))
+    start_step = int(counters["env_step"])
+    # Own sampling seeds per worker, new ones after a resume.
+    buffer = replay.EpisodeReplay(replay_capacity, config.sequence_length,
+                                  seed=[seed, worker, start_step])
+    # One process keeps the replay with the checkpoint (a cluster's workers each have
+    # their own and refill them after a resume).
+    replay_path = os.path.join(run_dir, REPLAY_FILE) if save_replay and num_workers == 1 \
+        and run_dir else None
+    replay_restored = resume_dir and replay_path and restore_replay(buffer, replay_path,
+                                                                    start_step)
+    if resume_dir:
+        print(f"resumed from {restore.latest_checkpoint} at step {start_step}; "
+              + (f"the replay too ({buffer.num_episodes} episodes)" if replay_restored else
+                 "the replay restarts empty and refills before updates resume"))
+    return Learner(strategy=strategy, num_workers=num_workers, worker=worker, actor=actor,
+                   act=make_act_fn(kp_model, actor, kpt_encoder_type, precision),
+                   sync_actor=sync_actor, update=update, counters=counters,
+                   manager=manager, run_dir=run_dir, buffer=buffer, replay_path=replay_path,
+                   replay_restored=bool(replay_restored))
 
-    start_step, start_updates = int(counters["env_step"]), int(counters["updates"])
-    env_step, session_updates = start_step, 0
-    first_update = start_step + warmup_steps
+
+def restore_replay(buffer, path, step):
+    """Fill `buffer` from the replay saved at `path` if it was saved at `step`; True if so."""
+    if not os.path.exists(path):
+        return False
+    saved_step = replay.saved_step(path)
+    if saved_step != step:   # a save interrupted between the replay and the checkpoint
+        print(f"{path} was saved at step {saved_step}, the checkpoint at step {step}: "
+              f"not used")
+        return False
+    buffer.load(path)
+    return True
+
+
+@ex.main
+@one_line_errors
+def train(_run, env, noise_type, num_iters, warmup_steps, update_every, batch_size,
+          epsilon_start, epsilon_end, num_envs, async_envs, eval_every, eval_episodes,
+          eval_time_limit, log_every, save_every_mins, seed, replay_capacity):
+    """Train a keypoint agent: act in num_envs games at once, learn from replayed windows,
+    evaluate greedily and checkpoint every eval_every steps (and at the end); a single-host
+    run also checkpoints every save_every_mins and, stopping, on SIGTERM or SIGINT."""
+    check_positive_ints(num_iters=num_iters, update_every=update_every, batch_size=batch_size,
+                        num_envs=num_envs, eval_every=eval_every, eval_episodes=eval_episodes,
+                        log_every=log_every, replay_capacity=replay_capacity)
+    learner = set_up(_run)
+    run_dir, buffer = learner.run_dir, learner.buffer
+    start_step, updates = int(learner.counters["env_step"]), int(learner.counters["updates"])
+    env_step = start_step
+    # One update per update_every steps from step warmup_steps on. A resumed run whose
+    # replay was not kept waits another warm-up and adds its updates to the count.
+    if learner.replay_restored or start_step == 0:
+        first_update, earlier_updates = warmup_steps, 0
+    else:
+        first_update, earlier_updates = start_step + warmup_steps, updates
     next_eval = (start_step // eval_every + 1) * eval_every
     metrics = Metrics(_run, run_dir, start_step)
-    stream = (worker, start_step)  # own seeds per worker, new ones after a resume
-    buffer = replay.EpisodeReplay(replay_capacity, learner.sequence_length, seed=[seed, *stream])
-    rng = np.random.default_rng([seed, *stream])
-    envs = make_envs(env, "train", env_seeds(seed, num_envs, TRAIN_SEEDS, *stream),
-                     noise_type, eval_time_limit, async_envs)
+    rng = np.random.default_rng([seed, learner.worker, start_step])
+    envs = make_envs(env, "train", env_seeds(seed, num_envs, TRAIN_SEEDS, learner.worker,
+                                             start_step), noise_type, eval_time_limit, async_envs)
     frames, _ = envs.reset()                                               # [N, 84, 84, 3]
-    state = actor.initial_state(num_envs)
+    state = learner.actor.initial_state(num_envs)
     episode_returns, finished_returns, losses = np.zeros(num_envs), [], []
     progress = tqdm(total=num_iters, initial=start_step, unit="step", mininterval=2,
                     disable=run_dir is None)
     log_step, log_time, last_save = start_step, time.time(), time.time()
     # a single-host run saves on SIGTERM / SIGINT and stops (a cluster keeps the default)
-    with runs.StopSignals() if num_workers == 1 else contextlib.nullcontext() as stop:
+    with runs.StopSignals() if learner.num_workers == 1 else contextlib.nullcontext() as stop:
         while env_step < num_iters:
             epsilon = agent.epsilon_at(env_step, num_iters, epsilon_start, epsilon_end)
-            q_values, state, centres = act(frames, state)                      # [N, A], [N, K, 2]
+            q_values, state, centres = learner.act(frames, state)               # [N, A], [N, K, 2]
             actions = [agent.epsilon_greedy(q, epsilon, rng) for q in q_values.numpy()]
             next_frames, rewards, terminated, truncated, _ = envs.step(actions)
             store_steps(buffer, frames, actions, rewards, terminated, truncated, centres.numpy())
@@ -596,20 +670,20 @@ def train(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, vis_ck
             env_step += num_envs
             progress.update(num_envs)
 
-            # One update per update_every steps from the end of the warm-up on.
-            updates_due = max(0, (env_step - first_update) // update_every + 1)
-            if updates_due > session_updates:
+            updates_due = earlier_updates + max(0, (env_step - first_update) // update_every + 1)
+            if updates_due > updates:
                 if buffer.num_episodes == 0:
                     raise ConfigError(f"no episode ended during the {warmup_steps} warm-up steps; "
                                       f"raise warmup_steps")
-                for _ in range(updates_due - session_updates):
+                for _ in range(updates_due - updates):
                     batch = buffer.sample(batch_size)                          # [B, T, ...] numpy
-                    losses.append(float(update(rl_loss.distribute_batch(strategy, batch))))
-                session_updates = updates_due
-                sync_actor()
+                    losses.append(float(learner.update(
+                        rl_loss.distribute_batch(learner.strategy, batch))))
+                updates = updates_due
+                learner.sync_actor()
 
             if env_step - log_step >= log_every or env_step >= num_iters:
-                scalars = {"epsilon": epsilon, "updates": start_updates + session_updates,
+                scalars = {"epsilon": epsilon, "updates": updates,
                            "steps_per_second": (env_step - log_step) / (time.time() - log_time)}
                 if losses:
                     scalars["loss"] = np.mean(losses)
@@ -620,7 +694,7 @@ def train(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, vis_ck
 
             due = env_step >= next_eval or env_step >= num_iters
             if due and run_dir:
-                returns = greedy_returns(act, actor, env, noise_type,
+                returns = greedy_returns(learner.act, learner.actor, env, noise_type,
                                          env_seeds(seed, eval_episodes, EVAL_SEEDS),
                                          eval_time_limit, async_envs)
                 stats = metrics.evaluation(env_step, returns)
@@ -628,16 +702,14 @@ def train(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, vis_ck
                                f"+- {stats['std']:.1f} ({eval_episodes} episodes)")
             timed = stop and (stop.received or time.time() - last_save >= 60 * save_every_mins)
             if due or timed:
-                counters["env_step"].assign(env_step)
-                counters["updates"].assign(start_updates + session_updates)
-                save.save(checkpoint_number=env_step)
+                learner.save(env_step, updates)
                 last_save = time.time()
                 next_eval = (env_step // eval_every + 1) * eval_every
             if stop and stop.received:
                 progress.close()
                 envs.close()
                 print(f"{stop.received}: stopped at step {env_step}, saved in "
-                      f"{save.latest_checkpoint}; resume with:\n"
+                      f"{learner.manager.latest_checkpoint}; resume with:\n"
                       f"  {runs.resume_command(_run, run_dir)}")
                 raise runs.Stopped()
 
@@ -646,7 +718,7 @@ def train(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, vis_ck
     if run_dir:
         print(f"run folder: {run_dir}")
     else:
-        shutil.rmtree(save.directory, ignore_errors=True)
+        shutil.rmtree(learner.manager.directory, ignore_errors=True)
     return metrics.evaluations[-1]["mean"] if metrics.evaluations else None
 
 
@@ -684,7 +756,7 @@ def keypoint_runs_per_policy(policies, vis_ckpt_fname, vis_load):
 @one_line_errors
 def evaluate(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, num_keypoints,
              vis_ckpt_fname, vis_load, load_ckpts, eval_seeds, num_eval_episodes,
-             eval_time_limit, async_envs):
+             eval_time_limit, async_envs, precision):
     """The paper's protocol: num_eval_episodes greedy eval-mode episodes per eval seed and
     trained policy (the last checkpoint of each run folder in load_ckpts); per seed the
     mean of the policy means and the pooled std; the median over seeds."""
@@ -697,6 +769,7 @@ def evaluate(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, num
     if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise ConfigError(f"eval_seeds={eval_seeds!r}: expected integers >= 0, e.g. 1,2,3,4,5")
     check_positive_ints(num_eval_episodes=num_eval_episodes)
+    precision = runs.resolve_precision(precision)
     checkpoints = []
     for policy in policies:
         runs.check_model_spec(policy, spec)
@@ -715,7 +788,7 @@ def evaluate(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, num
         actor = q_network(kp_model, kpt_encoder_type, mp_num_steps, num_actions)
         tf.train.Checkpoint(online=actor).restore(checkpoint).assert_existing_objects_matched() \
             .expect_partial()
-        act = make_act_fn(kp_model, actor, kpt_encoder_type)
+        act = make_act_fn(kp_model, actor, kpt_encoder_type, precision)
         for s, seed in enumerate(tqdm(seeds, desc=f"policy {p + 1}/{len(policies)}", unit="seed")):
             returns[s, p] = greedy_returns(act, actor, env, noise_type,
                                            env_seeds(seed, num_eval_episodes, EVAL_SEEDS),

@@ -50,8 +50,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-ROWS = ("permakey", "transporter", "rl_update", "rl_update_uncached", "acting")
-FLOAT32_ONLY = ("rl_update", "rl_update_uncached", "acting")
+ROWS = ("permakey", "transporter", "rl_update", "rl_update_uncached", "acting", "rl_100k")
 PRECISIONS = ("float32", "bf16")
 DTYPES = {"float32": "float32", "bf16": "bfloat16"}  # precision -> tf dtype name
 BATCH = {"permakey": 32, "transporter": 64, "rl_update": 16}
@@ -283,21 +282,29 @@ def transporter_row(precision, batch_size=BATCH["transporter"]):
     return train_step, iter(dataset), figures
 
 
-def rl_update_row(precision, cached_keypoints=True, batch_size=BATCH["rl_update"],
-                  num_keypoints=7, num_actions=9):
-    """agent_train's learner update (prepare + rl_loss's update, CNN encoder) on replay
-    windows of uint8 frames and their stored centres, with a fresh frozen PermaKey:
-    with the keypoint cache the update rebuilds only the encoder features of the
-    batch x window frames; without it, it re-runs the whole PermaKey on them."""
+def fresh_keypoint_model(kp_type, num_keypoints=7):
+    """An untrained keypoint model with its variables (as fast as a trained one)."""
+    import tensorflow as tf
+    import vision_modules
+    blank = tf.zeros([1, 84, 84, 3])
+    if kp_type == "permakey":
+        model = vision_modules.PermaKey(num_keypoints)
+        model(blank, is_training=False)
+    else:
+        model = vision_modules.Transporter(num_keypoints)
+        model(blank, blank, is_training=False)
+    return model
+
+
+def rl_update_parts(kp_type, encoder, precision, cached_keypoints=True,
+                    batch_size=BATCH["rl_update"], num_keypoints=7, num_actions=9):
+    """agent_train's compiled learner update for one agent kind, the replay windows it
+    trains on (random uint8 frames and centres), its prepare function and online network."""
     import numpy as np
     import tensorflow as tf
     import agent_train
     import rl_loss
-    import vision_modules
-    if precision != "float32":
-        raise NotImplementedError("the RL update has no bf16 option")
-    kp_model = vision_modules.PermaKey(num_keypoints)
-    kp_model(tf.zeros([1, 84, 84, 3]), is_training=False)
+    kp_model = fresh_keypoint_model(kp_type, num_keypoints)
     config = rl_loss.LearnerConfig()
     shape = [batch_size, config.sequence_length]
     rng = np.random.default_rng(0)
@@ -308,77 +315,116 @@ def rl_update_row(precision, cached_keypoints=True, batch_size=BATCH["rl_update"
         "rewards": rng.choice([0.0, 1.0], shape).astype(np.float32),
         "dones": np.zeros(shape, np.float32), "mask": np.ones(shape, np.float32)}.items()}
     online, target, _, _ = agent_train.build_q_networks(tf.distribute.get_strategy(), kp_model,
-                                                         "cnn", 1, num_actions)
-    prepare = agent_train.make_prepare(kp_model, "cnn", cached_keypoints)
+                                                         encoder, 1, num_actions)
+    prepare = agent_train.make_prepare(kp_model, encoder, cached_keypoints)
     update = tf.function(rl_loss.make_update_fn(online, target, rl_loss.make_optimizer(),
-                                                config, prepare=prepare))
+                                                config, prepare=prepare, precision=precision))
+    return update, windows, prepare, online
+
+
+def rl_update_row(precision, cached_keypoints=True, batch_size=BATCH["rl_update"]):
+    """agent_train's learner update of PKey-CNN (prepare + rl_loss's update) on replay
+    windows of uint8 frames and their stored centres, with a fresh frozen PermaKey:
+    with the keypoint cache the update rebuilds only the encoder features of the
+    batch x window frames; without it, it re-runs the whole PermaKey on them."""
+    import tensorflow as tf
+    update, windows, prepare, online = rl_update_parts("permakey", "cnn", precision,
+                                                       cached_keypoints, batch_size)
     window_specs = {name: tf.TensorSpec(value.shape, value.dtype)
                     for name, value in windows.items()}
     traced_prepare = tf.function(prepare).get_concrete_function(window_specs)  # not run
     inputs = traced_prepare.structured_outputs["inputs"]            # [B, T, 42, 42, C]
     unroll = forward_flops(lambda x: online.unroll(x, is_training=True),
                            tf.TensorSpec(inputs.shape, inputs.dtype))
+    batch_size, length = windows["frames"].shape[:2]
     figures = {   # prepare (forward), online network (forward + backward), target (forward)
         "gflop_per_step": (graph_flops(traced_prepare.graph) + 3 * unroll + unroll) / 1e9,
         "executed_gflop_per_step": step_flops(update, window_specs) / 1e9,
-        "frames_per_step": batch_size * config.sequence_length, "input_batches_per_s": None}
+        "frames_per_step": batch_size * length, "input_batches_per_s": None}
     return update, iter(lambda: windows, None), figures
+
+
+def acting_rate(kp_model, encoder, precision, num_envs, num_steps, warmup):
+    """(environment steps per second, share of the time in the model) of agent_train's
+    acting loop: batched forward pass of keypoint model and Q-network, greedy actions,
+    ALE emulation of `num_envs` MsPacman games."""
+    import numpy as np
+    import agent_train
+    envs = agent_train.make_envs("mspacman", "train", list(range(num_envs)), "none", 1000, False)
+    actor = agent_train.q_network(kp_model, encoder, 1, int(envs.single_action_space.n))
+    act = agent_train.make_act_fn(kp_model, actor, encoder, precision)
+    frames, _ = envs.reset(seed=0)
+    state = actor.initial_state(num_envs)
+    for index in range(warmup + num_steps):
+        if index == warmup:
+            start, in_model = time.perf_counter(), 0.0
+        before = time.perf_counter()
+        q_values, state, _ = act(frames, state)
+        actions = np.argmax(q_values.numpy(), axis=-1)
+        if index >= warmup:
+            in_model += time.perf_counter() - before
+        frames, *_ = envs.step(actions)
+    elapsed = time.perf_counter() - start
+    envs.close()
+    return num_envs * num_steps / elapsed, in_model / elapsed
 
 
 def acting_row(precision, num_steps, warmup):
     """Environment steps per second of agent_train's acting loop with 1 and 8 envs:
     a fresh (untrained) PermaKey and CNN Q-network, greedy actions, ALE emulation."""
-    import numpy as np
     import tensorflow as tf
-    if precision != "float32":
-        raise NotImplementedError("acting is benchmarked in float32 only")
-    import agent_train
-    import vision_modules
-    kp_model = vision_modules.PermaKey(7)
-    kp_model(tf.zeros([1, 84, 84, 3]), is_training=False)
+    kp_model = fresh_keypoint_model("permakey")
     results = {"gflop_per_frame": forward_flops(
         lambda x: kp_model.keypoints_and_features(x, False),
         tf.TensorSpec([1, 84, 84, 3], tf.float32)) / 1e9}
-    results.update(keypoint_forward_rates(kp_model, num_steps, warmup))
+    results.update(keypoint_forward_rate(kp_model, precision, num_steps, warmup))
     for num_envs in (1, 8):
-        envs = agent_train.make_envs("mspacman", "train", list(range(num_envs)), "none",
-                                     1000, False)
-        actor = agent_train.q_network(kp_model, "cnn", 1, int(envs.single_action_space.n))
-        act = agent_train.make_act_fn(kp_model, actor, "cnn")
-        frames, _ = envs.reset(seed=0)
-        state = actor.initial_state(num_envs)
-        for index in range(warmup + num_steps):
-            if index == warmup:
-                start, in_model = time.perf_counter(), 0.0
-            before = time.perf_counter()
-            q_values, state, _ = act(frames, state)
-            actions = np.argmax(q_values.numpy(), axis=-1)
-            if index >= warmup:
-                in_model += time.perf_counter() - before
-            frames, *_ = envs.step(actions)
-        elapsed = time.perf_counter() - start
-        envs.close()
-        results[f"env_steps_per_s_{num_envs}"] = num_envs * num_steps / elapsed
-        results[f"model_fraction_{num_envs}"] = in_model / elapsed
+        rate, fraction = acting_rate(kp_model, "cnn", precision, num_envs, num_steps, warmup)
+        results[f"env_steps_per_s_{num_envs}"] = rate
+        results[f"model_fraction_{num_envs}"] = fraction
     return results
 
 
-def keypoint_forward_rates(kp_model, num_steps, warmup, batch_size=8):
+def keypoint_forward_rate(kp_model, precision, num_steps, warmup, batch_size=8):
     """Frames per second of the frozen PermaKey's forward pass alone (what acting runs
-    per env step), batch 8, in float32 and in bf16."""
+    per env step), batch 8."""
     import tensorflow as tf
     import layers
     images = tf.random.stateless_uniform([batch_size, 84, 84, 3], seed=[0, 0])
-    rates = {}
-    for precision in PRECISIONS:
-        @tf.function
-        def forward(x, precision=precision):
-            with layers.precision(precision):
-                return kp_model.keypoints_and_features(x, False)[0]
 
-        timing = time_steps(forward, iter(lambda: images, None), num_steps, warmup)
-        rates[f"keypoint_frames_per_s_{precision}"] = batch_size / timing["s_per_step"]
-    return rates
+    @tf.function
+    def forward(x):
+        with layers.precision(precision):
+            return kp_model.keypoints_and_features(x, False)[0]
+
+    timing = time_steps(forward, iter(lambda: images, None), num_steps, warmup)
+    return {"keypoint_frames_per_s": batch_size / timing["s_per_step"]}
+
+
+# The agent kinds of the paper's tables, and agent_train's defaults that set the cost of
+# a run: environment steps, warm-up, environment steps per update, environments.
+AGENT_KINDS = (("permakey", "cnn"), ("permakey", "gnn"), ("transporter", "cnn"),
+               ("transporter", "gnn"))
+RL_RUN = {"num_iters": 100_000, "warmup_steps": 10_000, "update_every": 4, "num_envs": 8}
+
+
+def rl_100k_row(precision, num_steps, warmup):
+    """Projected wall time of `RL_RUN["num_iters"]` environment steps of each agent kind:
+    acting time (8 environments) plus update time, each measured here; the greedy
+    evaluations (every 20k steps) are not included."""
+    num_updates = (RL_RUN["num_iters"] - RL_RUN["warmup_steps"]) // RL_RUN["update_every"] + 1
+    results = {"kinds": {}, "num_updates": num_updates}
+    for kp_type, encoder in AGENT_KINDS:
+        kp_model = fresh_keypoint_model(kp_type)
+        rate, _ = acting_rate(kp_model, encoder, precision, RL_RUN["num_envs"], num_steps, warmup)
+        update, windows, _, _ = rl_update_parts(kp_type, encoder, precision)
+        timing = time_steps(update, iter(lambda: windows, None), num_steps, warmup)
+        acting_h = RL_RUN["num_iters"] / rate / 3600
+        updates_h = num_updates * timing["s_per_step"] / 3600
+        results["kinds"][f"{kp_type}-{encoder}"] = {
+            "env_steps_per_s": rate, "s_per_update": timing["s_per_step"],
+            "acting_h": acting_h, "updates_h": updates_h, "total_h": acting_h + updates_h}
+    return results
 
 
 STEP_ROWS = {"permakey": permakey_row, "transporter": transporter_row,
@@ -396,6 +442,8 @@ def run_row(row, precision, steps, warmup):
     try:
         if row == "acting":
             result.update(acting_row(precision, steps * 5, warmup * 5))
+        elif row == "rl_100k":
+            result.update(rl_100k_row(precision, steps, warmup))
         else:
             step, batches, figures = STEP_ROWS[row](precision)
             result.update(figures)
@@ -469,15 +517,15 @@ def format_table(results):
     blanks = len(COLUMNS) - 3
     for r in results:
         name = f"{r['row']} (batch {BATCH[r['row']]})" if r["row"] in BATCH else r["row"]
+        if r["row"] == "rl_100k" and "unavailable" not in r:
+            continue                             # its own table: format_projection
         if "unavailable" in r:
             lines.append(f"| {name} | {r['precision']} | {r['unavailable']} |" + " |" * blanks)
         elif r["row"] == "acting":
             rates = "; ".join(
                 f"{n} env: {r[f'env_steps_per_s_{n}']:.1f} steps/s "
                 f"({100 * r[f'model_fraction_{n}']:.0f}% in the model)" for n in (1, 8))
-            rates += "; keypoint model alone, batch 8: " + ", ".join(
-                f"{r[k]:.0f} frames/s {k.rsplit('_', 1)[1]}" for k in r
-                if k.startswith("keypoint_frames_per_s_"))
+            rates += f"; keypoint model alone, batch 8: {r['keypoint_frames_per_s']:.0f} frames/s"
             lines.append(f"| acting | {r['precision']} | {rates} | | | "
                          f"{r['gflop_per_frame']:.1f} per frame (forward) | | "
                          f"{r['roofline_gflops']:.0f} | | | {r['peak_rss_mb']:.0f} | |")
@@ -490,6 +538,25 @@ def format_table(results):
                 f"{r['gflops']:.0f} | {r['roofline_gflops']:.0f} ({r['roofline_mode']}) | "
                 f"{r['roofline_fraction']:.2f} ({r['executed_roofline_fraction']:.2f}) | "
                 f"{r['executed_cpu_fraction']:.2f} | {r['peak_rss_mb']:.0f} | {inputs} |")
+    return "\n".join(lines)
+
+
+def format_projection(results):
+    """Markdown table of the rl_100k rows: projected hours per agent kind and precision."""
+    rows = [r for r in results if r["row"] == "rl_100k" and "unavailable" not in r]
+    if not rows:
+        return ""
+    lines = [f"Projected wall time of {RL_RUN['num_iters']:,} environment steps "
+             f"({RL_RUN['num_envs']} environments, {rows[0]['num_updates']:,} updates of batch "
+             f"{BATCH['rl_update']}; evaluations not included):", "",
+             "| agent | precision | env steps/s acting | s/update | acting h | updates h "
+             "| total h |", "|" + "---|" * 7]
+    for kind in rows[0]["kinds"]:
+        for r in rows:
+            k = r["kinds"][kind]
+            lines.append(f"| {kind} | {r['precision']} | {k['env_steps_per_s']:.1f} | "
+                         f"{k['s_per_update']:.3f} | {k['acting_h']:.2f} | {k['updates_h']:.2f} | "
+                         f"{k['total_h']:.2f} |")
     return "\n".join(lines)
 
 
@@ -519,14 +586,15 @@ def main(argv=None):
     results = []
     for row in rows:
         for precision in precisions:
-            if row in FLOAT32_ONLY and precision != "float32":
-                continue
             results.append(run_subprocess(row, precision, args.steps, args.warmup))
             r = results[-1]
             print(f"  {row} {precision}: " + (r.get("unavailable") or (
                 f"{r['s_per_step']:.3f} s/step" if "s_per_step" in r else "done")), flush=True)
     after = machine()
     print(format_table(results))
+    projection = format_projection(results)
+    if projection:
+        print("\n" + projection)
     print(f"load average (1 min) before {before['load_avg'][0]:.2f}, after "
           f"{after['load_avg'][0]:.2f}; {args.steps} timed steps per row after {args.warmup}")
     if args.json:

@@ -5,10 +5,16 @@ Sampled windows of `sequence_length` steps (window_size + n_step + 1) never cros
 episode boundary.
 """
 import collections
+import gzip
+import json
 
 import numpy as np
 
-from common import ConfigError
+from common import ConfigError, atomic_path
+
+# gzip level 1: Atari frames shrink nearly as much as at the default level 6, several
+# times faster (README, "Speed and memory").
+SAVE_COMPRESSLEVEL = 1
 
 class EpisodeReplay:
     """Whole episodes, the oldest evicted first; windows sampled inside one episode.
@@ -79,6 +85,42 @@ class EpisodeReplay:
         """
         self._current.pop(stream, None)
 
+    def save(self, path, step):
+        """Write the complete episodes to `path` (gzip-compressed), whole or not at all.
+
+        The unfinished episodes are left out: a resumed run restarts its environments.
+        `step` (the run's environment step) is stored with them, for `load` to check.
+        Format: one gzip stream of .npy arrays, a JSON header first, then every field
+        of every episode in the header's order.
+        """
+        names = sorted(self._field_specs or {})
+        header = {"step": int(step), "sequence_length": self.sequence_length,
+                  "fields": names, "lengths": [len(e["actions"]) for e in self._episodes]}
+        with atomic_path(path) as tmp, gzip.open(tmp, "wb", SAVE_COMPRESSLEVEL) as f:
+            np.save(f, np.array(json.dumps(header)))
+            for episode in self._episodes:
+                for name in names:
+                    np.save(f, episode[name], allow_pickle=False)
+
+    def load(self, path):
+        """Replace the stored episodes with those `save` wrote to `path`; returns the step
+        saved with them. The newest `capacity` episodes are kept."""
+        with gzip.open(path, "rb") as f:
+            header = _read_header(f)
+            if header["sequence_length"] != self.sequence_length:
+                raise ConfigError(f"replay {path} holds windows of {header['sequence_length']} "
+                                  f"steps, not {self.sequence_length} (window_size or n_step "
+                                  f"changed)")
+            self._episodes.clear()
+            self._current.clear()
+            for _ in header["lengths"]:
+                self._episodes.append({name: np.load(f, allow_pickle=False)
+                                       for name in header["fields"]})
+        self._field_specs = ({name: (value.shape[1:], value.dtype)
+                              for name, value in self._episodes[0].items()}
+                             if self._episodes else None)
+        return header["step"]
+
     def _check_fields(self, step):
         """Every step must carry the same fields, shapes and dtypes as the first one."""
         specs = {name: (value.shape, value.dtype) for name, value in step.items()}
@@ -119,3 +161,13 @@ class EpisodeReplay:
         windows["dones"][:] = 1.0
         windows["mask"] = np.zeros(shape, np.float32)
         return windows
+
+
+def _read_header(f):
+    return json.loads(str(np.load(f, allow_pickle=False)))
+
+
+def saved_step(path):
+    """The environment step `EpisodeReplay.save` stored in `path` (reads only its header)."""
+    with gzip.open(path, "rb") as f:
+        return _read_header(f)["step"]

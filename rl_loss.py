@@ -16,6 +16,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+import layers
 from common import ConfigError
 
 # --------------------------------------------------------------------------------------
@@ -139,7 +140,7 @@ def make_optimizer(learning_rate=1e-4):
 
 
 def make_update_fn(online, target, optimizer, config=LearnerConfig(), strategy=None,
-                   prepare=None):
+                   prepare=None, precision="float32"):
     """A learner step `update(batch) -> mean loss`, to call eagerly or in tf.function.
 
     `batch` comes from `distribute_batch` (split across the strategy's replicas). If
@@ -154,21 +155,24 @@ def make_update_fn(online, target, optimizer, config=LearnerConfig(), strategy=N
     online and target networks need their variables already (`agent.create_variables`);
     the optimizer's are created here, eagerly, because a traced step under a strategy
     cannot create them. Start the target network as a copy of the online one with
-    `soft_update(..., tau=1.0)`.
+    `soft_update(..., tau=1.0)`. `prepare` and the loss compute in `precision`
+    (layers.precision); the gradients, clipping and variables are float32.
     """
     strategy = strategy or tf.distribute.get_strategy()
     variables = online.trainable_variables
     if not variables:
         raise ValueError("the online network has no variables yet: call "
                          "agent.create_variables first")
+    layers.compute_dtype(precision)  # a one-line ConfigError before tracing
     with strategy.scope():
         optimizer.build(variables)
 
     def replica_update(batch):
-        if prepare is not None:
-            batch = prepare(batch)
-        with tf.GradientTape() as tape:
-            loss = recurrent_double_q_loss(online, target, batch, config)
+        with layers.precision(precision):
+            if prepare is not None:
+                batch = prepare(batch)
+            with tf.GradientTape() as tape:
+                loss = recurrent_double_q_loss(online, target, batch, config)
         gradients = tape.gradient(loss, variables)
         gradients = clip_by_global_norm_across_replicas(gradients, config.max_grad_norm)
         optimizer.apply_gradients(zip(gradients, variables))

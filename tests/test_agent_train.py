@@ -18,8 +18,10 @@ import tensorflow as tf
 
 import agent
 import agent_train
+import layers
 import preprocess
 import replay
+import rl_loss
 import runs
 
 # A random policy (epsilon stays 1) ends a MsPacman life in ~110-190 steps, so a warm-up
@@ -71,6 +73,52 @@ def test_replayed_inputs_equal_the_inputs_acted_on(kp_type, tiny_pkey_run, tiny_
 
 
 # --------------------------------------------------------------------------------------
+# bf16: Q-values, loss and greedy actions against float32 on the same weights and frames.
+
+# Stated tolerances: Q-values within 5% of the largest |Q| of the batch, the loss within
+# 5%, and the greedy action the same on at least 90% of the states. The keypoint
+# model's centres are taken from float32 here: the tiny, barely trained keypoint run's
+# error maps are nearly flat, so its centres follow rounding noise (a trained model's
+# moved by at most 3 px in bf16, README "Keypoint-based RL agents").
+BF16_Q_ATOL_SHARE, BF16_LOSS_RTOL, BF16_ACTION_AGREEMENT = 0.05, 0.05, 0.9
+
+
+@pytest.mark.parametrize("encoder", ["cnn", "gnn"])
+def test_bf16_agent_is_close_to_float32(encoder, tiny_pkey_run):
+    kp_model = agent_train.load_keypoint_model(tf.distribute.get_strategy(), "permakey",
+                                               tiny_pkey_run[1], "best", "mspacman", 3, "none")
+    frames = mspacman_frames(96)                                     # [96, 84, 84, 3]
+    network = agent_train.q_network(kp_model, encoder, 1, 9)
+    config = rl_loss.LearnerConfig(window_size=4, n_step=2)
+    buffer = replay.EpisodeReplay(1, config.sequence_length, seed=0)
+    centres, features = agent_train.observe(kp_model, frames)       # float32
+    for step, frame in enumerate(frames):
+        buffer.add(frame, step % 9, float(step % 2), step == len(frames) - 1,
+                   centres=centres[step].numpy())
+    windows = tf.nest.map_structure(tf.constant, buffer.sample(8))
+    prepare = agent_train.make_prepare(kp_model, encoder)
+    inputs = agent.KEYPOINT_ENCODERS[encoder].inputs(features, centres)
+    q_values, losses = {}, {}
+    for precision in ("float32", "bf16"):
+        with layers.precision(precision):
+            q, _ = network(inputs, network.initial_state(len(frames)), is_training=False)
+        q_values[precision] = q.numpy()
+    for precision in ("float32", "bf16"):  # training mode: moves the batch-norm averages
+        with layers.precision(precision):
+            losses[precision] = float(rl_loss.recurrent_double_q_loss(   # features in bf16
+                network, network, prepare(windows), config))
+    reference, low = q_values["float32"], q_values["bf16"]
+    assert low.dtype == np.float32
+    np.testing.assert_allclose(low, reference, atol=BF16_Q_ATOL_SHARE * np.abs(reference).max())
+    assert losses["bf16"] == pytest.approx(losses["float32"], rel=BF16_LOSS_RTOL)
+    agreement = np.mean(low.argmax(-1) == reference.argmax(-1))
+    print(f"{encoder}: Q max |diff| {np.abs(low - reference).max():.2e} of max |Q| "
+          f"{np.abs(reference).max():.2e}; loss {losses['bf16']:.5f} vs "
+          f"{losses['float32']:.5f}; greedy actions agree on {agreement:.1%} of 96 states")
+    assert agreement >= BF16_ACTION_AGREEMENT
+
+
+# --------------------------------------------------------------------------------------
 # Smoke run, resume, evaluate.
 
 
@@ -114,13 +162,27 @@ def test_smoke_run_writes_checkpoints_and_evaluations(agent_run):
     assert os.listdir(os.path.join(run_dir, "tb"))
 
 
-def test_resume_continues_the_step_count(agent_run):
+def test_resume_continues_with_the_saved_replay(agent_run, capsys):
     config, run_dir = agent_run
+    saved = replay.EpisodeReplay(10, 2 + 3 + 1)
+    assert saved.load(os.path.join(run_dir, agent_train.REPLAY_FILE)) == 300
+    assert saved.num_episodes >= 1
     agent_train.ex.run(config_updates=dict(config, num_iters=320, resume_dir=run_dir))
-    # the replay restarts empty and refills for 220 steps: no update before step 320
-    assert checkpoint_counters(run_dir) == {"env_step": 320, "updates": 21}
+    assert f"the replay too ({saved.num_episodes} episodes)" in capsys.readouterr().out
+    # no second warm-up: updates at steps 304, ..., 320 as in an uninterrupted run
+    assert checkpoint_counters(run_dir) == {"env_step": 320, "updates": 26}
     assert [e["step"] for e in read_json(run_dir, "evaluations.json")] == [150, 300, 320]
     assert read_json(run_dir, "metrics.json")["eval.mean"]["steps"] == [150, 300, 320]
+    assert replay.saved_step(os.path.join(run_dir, agent_train.REPLAY_FILE)) == 320
+
+
+def test_resume_without_a_saved_replay_warms_up_again(tmp_path, tiny_transporter_run):
+    config = agent_config(tmp_path, tiny_transporter_run[1], "transporter", save_replay=False)
+    run_dir = agent_train.ex.run(config_updates=config).observers[0].dir
+    assert not os.path.exists(os.path.join(run_dir, agent_train.REPLAY_FILE))
+    agent_train.ex.run(config_updates=dict(config, num_iters=320, resume_dir=run_dir))
+    # the replay restarts empty and refills for 220 steps: no update before step 520
+    assert checkpoint_counters(run_dir) == {"env_step": 320, "updates": 21}
 
 
 def test_evaluate_prints_the_per_seed_table_and_writes_json(agent_run, capsys):

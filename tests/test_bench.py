@@ -62,14 +62,32 @@ def test_format_table_shows_every_row():
                     executed_cpu_fraction=0.6, peak_rss_mb=2000.0, input_batches_per_s=900.0)
     acting = dict(row="acting", precision="float32", env_steps_per_s_1=8.0, model_fraction_1=0.9,
                   env_steps_per_s_8=10.0, model_fraction_8=0.95, gflop_per_frame=12.2,
-                  keypoint_frames_per_s_float32=18.0, keypoint_frames_per_s_bf16=33.0,
-                  roofline_gflops=200.0, peak_rss_mb=1000.0)
-    missing = dict(row="rl_update", precision="bf16", unavailable="no bf16 option")
-    lines = bench.format_table([step_row, acting, missing]).splitlines()
+                  keypoint_frames_per_s=18.0, roofline_gflops=200.0, peak_rss_mb=1000.0)
+    missing = dict(row="rl_update", precision="bf16", unavailable="failed: out of memory")
+    projection = dict(row="rl_100k", precision="bf16", num_updates=22501, kinds={})
+    lines = bench.format_table([step_row, acting, missing, projection]).splitlines()
     assert len(lines) == 5 and all(line.count("|") == len(bench.COLUMNS) + 1 for line in lines)
     assert "| permakey (batch 32) | bf16 | 2.000 |" in lines[2]
-    assert "18 frames/s float32, 33 frames/s bf16" in lines[3]
-    assert "no bf16 option" in lines[4]
+    assert "8 env: 10.0 steps/s (95% in the model)" in lines[3]
+    assert "keypoint model alone, batch 8: 18 frames/s" in lines[3]
+    assert "failed: out of memory" in lines[4]
+
+
+def test_projection_adds_acting_and_update_hours():
+    def kinds(rate, s_per_update):
+        return {"permakey-cnn": {"env_steps_per_s": rate, "s_per_update": s_per_update,
+                                 "acting_h": 1e5 / rate / 3600,
+                                 "updates_h": 22501 * s_per_update / 3600,
+                                 "total_h": 1e5 / rate / 3600 + 22501 * s_per_update / 3600}}
+    rows = [dict(row="rl_100k", precision="float32", num_updates=22501, kinds=kinds(25.0, 0.4)),
+            dict(row="rl_100k", precision="bf16", num_updates=22501, kinds=kinds(50.0, 0.2))]
+    lines = bench.format_projection(rows).splitlines()
+    assert "100,000 environment steps (8 environments, 22,501 updates of batch 16" in lines[0]
+    # float32: 100k / 25 = 4000 s = 1.11 h acting, 22501 x 0.4 s = 2.50 h updating
+    assert lines[4] == "| permakey-cnn | float32 | 25.0 | 0.400 | 1.11 | 2.50 | 3.61 |"
+    assert lines[5] == "| permakey-cnn | bf16 | 50.0 | 0.200 | 0.56 | 1.25 | 1.81 |"
+    assert bench.format_projection([dict(row="rl_100k", precision="bf16",
+                                         unavailable="failed")]) == ""
 
 
 def test_rl_update_without_keypoint_cache_reruns_permakey_on_every_frame():

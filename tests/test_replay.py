@@ -98,3 +98,57 @@ def test_bad_input_is_rejected():
     buffer.add(np.zeros([2], np.uint8), action=0, reward=0.0, done=False)
     with pytest.raises(ValueError, match="differ"):
         buffer.add(np.zeros([3], np.uint8), action=0, reward=0.0, done=False)
+
+
+# --------------------------------------------------------------------------------------
+# Saved with the checkpoint, restored on resume.
+
+
+def test_saved_replay_loads_equal_to_the_original(tmp_path):
+    path = str(tmp_path / "replay.npy.gz")
+    original = replay.EpisodeReplay(capacity=4, sequence_length=SEQUENCE_LENGTH, seed=0)
+    fill(original, [3, 30, 12, 1, 20])                   # the first is evicted
+    original.add(np.array([9, 9], np.uint8), 0, 0.0, False, stream=1,
+                 centres=np.zeros([4, 2], np.float32))   # unfinished: not saved
+    original.save(path, step=1234)
+    assert replay.saved_step(path) == 1234
+    restored = replay.EpisodeReplay(capacity=4, sequence_length=SEQUENCE_LENGTH, seed=0)
+    assert restored.load(path) == 1234
+    assert (restored.num_episodes, restored.num_steps) == (4, 63)
+    for ours, theirs in zip(restored._episodes, original._episodes, strict=True):
+        assert ours.keys() == theirs.keys()
+        for name in ours:
+            assert ours[name].dtype == theirs[name].dtype
+            np.testing.assert_array_equal(ours[name], theirs[name])
+    resampled = replay.EpisodeReplay(capacity=4, sequence_length=SEQUENCE_LENGTH, seed=0)
+    fill(resampled, [30, 12, 1, 20], first_episode=1)    # what the original holds
+    expected = resampled.sample(64)
+    for name, windows in restored.sample(64).items():
+        np.testing.assert_array_equal(windows, expected[name])
+    fill(restored, [5], first_episode=7)                 # steps of the same fields fit
+    smaller = replay.EpisodeReplay(capacity=2, sequence_length=SEQUENCE_LENGTH)
+    smaller.load(path)
+    assert [e["frames"][0, 0] for e in smaller._episodes] == [3, 4]   # the newest two
+
+
+def test_replay_load_refuses_other_windows_and_save_is_all_or_nothing(tmp_path, monkeypatch):
+    path = str(tmp_path / "replay.npy.gz")
+    buffer = replay.EpisodeReplay(capacity=4, sequence_length=SEQUENCE_LENGTH)
+    fill(buffer, [5, 6])
+    buffer.save(path, step=10)
+    other = replay.EpisodeReplay(capacity=4, sequence_length=SEQUENCE_LENGTH + 1)
+    with pytest.raises(runs.ConfigError, match="holds windows of 12 steps, not 13"):
+        other.load(path)
+    saves = []
+
+    def failing_save(f, array, **kwargs):                # the disk fills after the header
+        saves.append(array)
+        if len(saves) > 1:
+            raise OSError("No space left on device")
+        return np.lib.format.write_array(f, np.asanyarray(array))
+
+    monkeypatch.setattr(replay.np, "save", failing_save)
+    with pytest.raises(OSError):
+        buffer.save(path, step=20)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["replay.npy.gz"]
+    assert replay.saved_step(path) == 10                 # the earlier save is intact
