@@ -27,7 +27,7 @@ demo: install
 	$(PY) pkey_train.py with quick
 
 # Seconds per step, memory and fraction of the matmul roofline of every training step
-# (about 16 minutes on 2 cores; `$(PY) bench.py --steps 3 --warmup 1` for a quick look).
+# (about 25 minutes on 2 cores; `$(PY) bench.py --steps 3 --warmup 1` for a quick look).
 bench: install
 	$(PY) bench.py
 

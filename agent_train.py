@@ -27,6 +27,7 @@ only the encoder features (42 x 42 x C) of the replayed frames, on each replica'
 """
 import contextlib
 import csv
+import dataclasses
 import functools
 import json
 import os
@@ -34,6 +35,7 @@ import shutil
 import sys
 import tempfile
 import time
+from typing import Callable, Optional
 
 import runs  # first: TensorFlow then starts without its start-up chatter (runs.import_tensorflow)
 import gymnasium as gym
@@ -520,16 +522,22 @@ def store_steps(buffer, frames, actions, rewards, terminated, truncated, centres
                        centres=centres[i])
 
 
+@dataclasses.dataclass
 class Learner:
-    """What the training loop acts and learns with, built by `set_up`.
-
-    strategy, num_workers; actor, act(frames, state), sync_actor(); update(batch) ->
-    loss; the replay `buffer`; counters env_step and updates (in the checkpoint);
-    run_dir (None on non-chief workers); replay_path (None: the replay is not saved).
-    """
-
-    def __init__(self, **parts):
-        self.__dict__.update(parts)
+    """What the training loop acts and learns with, built by `set_up`."""
+    strategy: tf.distribute.Strategy
+    worker: int                    # this process's index among num_workers
+    num_workers: int               # processes (hosts) of a cluster; 1 on one host
+    actor: agent.RecurrentQNetwork  # the acting copy of the online Q-network
+    act: Callable                  # (frames [N, 84, 84, 3], state) -> Q [N, A], state, centres
+    sync_actor: Callable           # online network -> actor
+    update: Callable               # distributed replay batch -> loss
+    counters: dict                 # env_step, updates: tf.Variables in the checkpoint
+    manager: tf.train.CheckpointManager
+    run_dir: Optional[str]         # None on non-chief workers
+    buffer: replay.EpisodeReplay
+    replay_path: Optional[str]     # None: the replay is not saved
+    replay_restored: bool          # the buffer holds the replay saved with the checkpoint
 
     def save(self, env_step, updates):
         """Checkpoint the agent at `env_step` after `updates` updates, and the replay
@@ -591,12 +599,13 @@ def set_up(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, vis_c
     # Own sampling seeds per worker, new ones after a resume.
     buffer = replay.EpisodeReplay(replay_capacity, config.sequence_length,
                                   seed=[seed, worker, start_step])
-    # One process keeps the replay with the checkpoint (a cluster's workers each have
-    # their own and refill them after a resume).
-    replay_path = os.path.join(run_dir, REPLAY_FILE) if save_replay and num_workers == 1 \
-        and run_dir else None
-    replay_restored = resume_dir and replay_path and restore_replay(buffer, replay_path,
-                                                                    start_step)
+    # A single process keeps its replay with the checkpoint (a cluster's workers each
+    # have their own and refill them after a resume).
+    replay_path = None
+    if save_replay and num_workers == 1 and run_dir:
+        replay_path = os.path.join(run_dir, REPLAY_FILE)
+    replay_restored = bool(resume_dir and replay_path
+                           and restore_replay(buffer, replay_path, start_step))
     if resume_dir:
         print(f"resumed from {restore.latest_checkpoint} at step {start_step}; "
               + (f"the replay too ({buffer.num_episodes} episodes)" if replay_restored else
@@ -605,7 +614,7 @@ def set_up(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, vis_c
                    act=make_act_fn(kp_model, actor, kpt_encoder_type, precision),
                    sync_actor=sync_actor, update=update, counters=counters,
                    manager=manager, run_dir=run_dir, buffer=buffer, replay_path=replay_path,
-                   replay_restored=bool(replay_restored))
+                   replay_restored=replay_restored)
 
 
 def restore_replay(buffer, path, step):

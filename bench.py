@@ -4,13 +4,16 @@
     python bench.py --steps 3 --warmup 1     # a quick look
     python bench.py --rows permakey --precisions float32,bf16 --json out.json
 
-Rows: the PermaKey train step (batch 32), the Transporter train step (batch 64), each in
-float32 and bf16 (`precision` of the training scripts), the RL learner update
-(agent_train's update: batch 16 windows of 12 uint8 frames, frozen PermaKey, CNN
-keypoint encoder) with the keypoint cache (the replay keeps each frame's centres, the
-update rebuilds only the encoder features) and without it (rl_update_uncached: the
-update re-runs the whole PermaKey), and acting (agent_train.py's batched forward pass
-of a frozen PermaKey and the Q-network, plus ALE emulation, with 1 and 8 environments).
+Rows, each in float32 and bf16 (the scripts' `precision`): the PermaKey train step
+(batch 32), the Transporter train step (batch 64), the RL learner update (agent_train's
+update: batch 16 windows of 12 uint8 frames, frozen PermaKey, CNN keypoint encoder) with
+the keypoint cache (the replay keeps each frame's centres, the update rebuilds only the
+encoder features) and without it (rl_update_uncached: the update re-runs the whole
+PermaKey), acting (agent_train.py's batched forward pass of a frozen PermaKey and the
+Q-network, plus ALE emulation, with 1 and 8 environments), and rl_100k: acting in 8
+environments and the update of each agent kind (PermaKey / Transporter, CNN / GNN
+encoder), timed, and the wall time of a 100k-step run projected from them (a table of
+its own).
 
 Each row runs in its own subprocess, so its peak memory is its own. Columns:
   s/step       median wall-clock seconds per step over the timed steps, after warm-up;
