@@ -7,7 +7,7 @@ functions as Sonnet's layers and keep Sonnet's variables and checkpoint layout:
   - BatchNorm: Sonnet's batch norm as one fused kernel for every input rank;
   - neighbour_matmul: the local spatial predictor's first layer, a matmul on the
     gathered neighbour cells whose rows are not kept for the backward pass.
-Their speed is measured by `make bench` (README, "Speed").
+Their speed is measured by `make bench` (README, "Speed and memory").
 
 Mixed precision is one context around a model call:
 

@@ -12,8 +12,8 @@ import numpy as np
 
 from common import ConfigError, atomic_path
 
-# gzip level 1: Atari frames shrink nearly as much as at the default level 6, several
-# times faster (README, "Speed and memory").
+# gzip's fastest level: Atari frames compress well even so (README, "Keypoint-based RL
+# agents": 2.1 GB of MsPacman frames and centres to 121 MB in 5.5 s).
 SAVE_COMPRESSLEVEL = 1
 
 class EpisodeReplay:
