@@ -5,6 +5,7 @@ Sampled windows of `sequence_length` steps (window_size + n_step + 1) never cros
 episode boundary.
 """
 import collections
+import contextlib
 import gzip
 import json
 
@@ -104,18 +105,19 @@ class EpisodeReplay:
 
     def load(self, path):
         """Replace the stored episodes with those `save` wrote to `path`; returns the step
-        saved with them. The newest `capacity` episodes are kept."""
-        with gzip.open(path, "rb") as f:
+        saved with them. The newest `capacity` episodes are kept. A file that cannot be
+        read whole leaves the stored episodes as they were."""
+        with _reading(path) as f:
             header = _read_header(f)
             if header["sequence_length"] != self.sequence_length:
                 raise ConfigError(f"replay {path} holds windows of {header['sequence_length']} "
                                   f"steps, not {self.sequence_length} (window_size or n_step "
                                   f"changed)")
-            self._episodes.clear()
-            self._current.clear()
-            for _ in header["lengths"]:
-                self._episodes.append({name: np.load(f, allow_pickle=False)
-                                       for name in header["fields"]})
+            episodes = [{name: np.load(f, allow_pickle=False) for name in header["fields"]}
+                        for _ in header["lengths"]]
+        self._episodes.clear()
+        self._episodes.extend(episodes)
+        self._current.clear()
         self._field_specs = ({name: (value.shape[1:], value.dtype)
                               for name, value in self._episodes[0].items()}
                              if self._episodes else None)
@@ -167,7 +169,20 @@ def _read_header(f):
     return json.loads(str(np.load(f, allow_pickle=False)))
 
 
+@contextlib.contextmanager
+def _reading(path):
+    """gzip.open(path) whose read errors (a truncated or damaged file) are one ConfigError."""
+    try:
+        with gzip.open(path, "rb") as f:
+            yield f
+    except ConfigError:
+        raise
+    except (OSError, EOFError, ValueError, KeyError) as error:
+        raise ConfigError(f"replay {path} cannot be read ({type(error).__name__}: {error}); "
+                          f"delete it to resume with a new warm-up") from None
+
+
 def saved_step(path):
     """The environment step `EpisodeReplay.save` stored in `path` (reads only its header)."""
-    with gzip.open(path, "rb") as f:
+    with _reading(path) as f:
         return _read_header(f)["step"]

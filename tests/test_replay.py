@@ -152,3 +152,22 @@ def test_replay_load_refuses_other_windows_and_save_is_all_or_nothing(tmp_path, 
         buffer.save(path, step=20)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["replay.npy.gz"]
     assert replay.saved_step(path) == 10                 # the earlier save is intact
+
+
+def test_damaged_replay_is_one_error_and_leaves_the_buffer_as_it_was(tmp_path):
+    path = tmp_path / "replay.npy.gz"
+    buffer = replay.EpisodeReplay(capacity=4, sequence_length=SEQUENCE_LENGTH)
+    fill(buffer, [5, 6, 7])
+    buffer.save(str(path), step=10)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:len(whole) // 2])            # cut short (an interrupted copy)
+    held = replay.EpisodeReplay(capacity=4, sequence_length=SEQUENCE_LENGTH)
+    fill(held, [2, 3])
+    with pytest.raises(runs.ConfigError, match=r"replay .*replay.npy.gz cannot be read \(.*"
+                                               r"delete it to resume"):
+        held.load(str(path))
+    assert (held.num_episodes, held.num_steps) == (2, 5)
+    for damaged in (whole[:len(whole) // 2], b"not a gzip file"):
+        path.write_bytes(damaged)
+        with pytest.raises(runs.ConfigError, match="cannot be read"):
+            replay.saved_step(str(path))
