@@ -13,8 +13,8 @@ import numpy as np
 
 from common import ConfigError, atomic_path
 
-# gzip's fastest level: Atari frames compress well even so (README, "Keypoint-based RL
-# agents": 2.1 GB of MsPacman frames and centres to 121 MB in 5.5 s).
+# gzip's fastest level: Atari frames compress well even so (size and time of a full
+# MsPacman replay: README, "Keypoint-based RL agents").
 SAVE_COMPRESSLEVEL = 1
 
 class EpisodeReplay:
