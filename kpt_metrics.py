@@ -9,8 +9,17 @@ tests/test_kpt_metrics.py) turn that RAM into object boxes. Keypoints are then s
 - recall: the fraction of objects with a keypoint within `radius` pixels of their box,
 - on_distractor: with distractor bars, the fraction of keypoints within `radius`
   pixels of a bar pixel (the same reach as for objects, so that the two compare),
+- attraction: on_distractor over the expected on_distractor of uniformly random
+  keypoints on the same bars (1: not drawn to the bars, > 1: drawn, < 1: avoided).
+  Keypoints exactly on the sprites land near randomly placed bars about as often as
+  random points do, so on_distractor alone cannot tell robust from random;
+- robustness: precision on the frames with bars over precision on the same frames
+  without them, for the same model (1: the bars do not displace its keypoints),
 
 next to the same numbers for uniformly random keypoints (Monte Carlo and expectation).
+Across two trainings (a model trained with bars against one of the same kind and
+budget trained without), the robustness ratio of the paper's Figure 2 is the noisy
+run's precision over the clean run's (plots.figure2_table).
 
 Coordinates. Boxes are (y0, x0, y1, x1) in 84 x 84 frame coordinates whose pixel
 (i, j) has its centre at (i, j); a box covers the screen area of the sprite, so frame
@@ -353,6 +362,40 @@ def keypoint_metrics(centres, boxes_per_frame, radius=4.0, bar_masks=None):
     return metrics
 
 
+def random_on_distractor(bar_masks, radius=4.0, grid_step=0.5, chunk=8):
+    """Expected on_distractor of a uniformly random keypoint on each of N frames' bars.
+
+    bar_masks [N, 84, 84] -> [N]: the share of the keypoint square [0, 83]^2 within
+    `radius` of a True pixel (a unit square), measured at the cell midpoints of a grid
+    `grid_step` pixels apart (as random_expectation). The squared distance to the nearest
+    bar pixel is a min over rows of (row gap^2 + the least column gap^2 within that row),
+    so no [grid, grid, 84, 84] array is formed.
+    """
+    masks = np.asarray(bar_masks, bool)
+    cells = int(round(PIXEL_SPAN / grid_step))
+    grid = (np.arange(cells) + 0.5) * (PIXEL_SPAN / cells)                      # [G]
+    pixels = np.arange(FRAME_SIZE)
+    gap_sq = (axis_gap(grid[:, None], pixels - 0.5, pixels + 0.5) ** 2).astype(np.float32)
+    shares = np.empty(len(masks))
+    for start in range(0, len(masks), chunk):
+        m = masks[start:start + chunk]                                          # [n, 84, 84]
+        # per frame, row i and grid column g: the least column gap^2 to a bar pixel of row i
+        row_best = np.where(m[:, :, None, :], gap_sq[None, None], np.inf).min(-1)  # [n, 84, G]
+        squared = (gap_sq.T[None, :, :, None] + row_best[:, :, None]).min(1)      # [n, G, G]
+        shares[start:start + chunk] = (squared <= radius ** 2).mean(axis=(1, 2))
+    return shares
+
+
+def distractor_ratios(metrics, clean_metrics, bar_masks, radius=4.0):
+    """attraction and robustness (module docstring) of one model: `metrics` on frames
+    with bars (bar_masks [N, 84, 84]), `clean_metrics` on the same frames without."""
+    expected = float(random_on_distractor(bar_masks, radius).mean())
+    return {"precision_clean": clean_metrics["precision"],
+            "attraction": metrics["on_distractor"] / expected if expected else float("nan"),
+            "robustness": (metrics["precision"] / clean_metrics["precision"]
+                           if clean_metrics["precision"] else float("nan"))}
+
+
 def keypoint_spread(centres):
     """How much keypoints move across frames, in pixels: for each keypoint the RMS
     distance of its position [N, K, 2] from its mean position, averaged over keypoints.
@@ -397,8 +440,10 @@ def random_expectation(boxes_per_frame, num_keypoints, radius=4.0, grid_step=0.5
 
 
 def metrics_table(rows):
-    """A printable table of (method, metrics) pairs: precision, recall, on-distractor."""
-    columns = (("precision", "precision"), ("recall", "recall"), ("on_distractor", "on-distractor"))
+    """A printable table of (method, metrics) pairs: precision, recall, on-distractor,
+    attraction, robustness ("-" where a row has no such value)."""
+    columns = (("precision", "precision"), ("recall", "recall"), ("on_distractor", "on-distractor"),
+               ("attraction", "attraction"), ("robustness", "robustness"))
     width = max([len("method")] + [len(str(method)) for method, _ in rows])
     lines = ["  ".join([f"{'method':<{width}}"] + [f"{title:>13}" for _, title in columns])]
     for method, metrics in rows:
@@ -420,22 +465,33 @@ def model_centres(model, frames, batch_size=32):
 
 
 def measure_models(models, env, data_dir, noise_type="none", radius=4.0, num_frames=1000, seed=0):
-    """keypoint_metrics of each {name: model} on the first `num_frames` test frames, plus
-    a "random" row of uniformly random keypoints (as many as the models have).
+    """keypoint_metrics and spread of each {name: model} on the first `num_frames` test
+    frames, plus a "random" row of uniformly random keypoints (as many as the models have).
 
-    With distractors, the bars are drawn as in training (seeded) and
-    on_distractor counts keypoints near them. Raises NoGroundTruth (see
+    With distractors, the bars are drawn as in training (seeded), on_distractor counts
+    keypoints near them, and each row also gets precision_clean (the same frames without
+    bars), attraction and robustness (distractor_ratios). Raises NoGroundTruth (see
     ground_truth_for_split).
     """
     arrays, attrs = read_h5(preprocess.split_path(data_dir, env, "test"), ("frames", "ram"))
     boxes = [frame.boxes for frame in ground_truth_for_split(arrays, env, attrs)[:num_frames]]
     rng = np.random.default_rng(seed)
-    frames = preprocess.add_distractors(arrays["frames"][:num_frames], noise_type, rng)
+    clean = arrays["frames"][:num_frames]
+    frames = preprocess.add_distractors(clean, noise_type, rng)
     bar_masks = (frames == preprocess.BAR_COLOUR).all(-1) if noise_type != "none" else None
-    rows = {name: keypoint_metrics(model_centres(model, frames), boxes, radius, bar_masks)
-            for name, model in models.items()}
+    rows = {}
+    for name, model in models.items():
+        centres = model_centres(model, frames)
+        rows[name] = keypoint_metrics(centres, boxes, radius, bar_masks)
+        rows[name]["spread"] = keypoint_spread(centres)
+        if bar_masks is not None:
+            clean_metrics = keypoint_metrics(model_centres(model, clean), boxes, radius)
+            rows[name].update(distractor_ratios(rows[name], clean_metrics, bar_masks, radius))
     num_keypoints = rows[next(iter(rows))]["num_keypoints"] // len(frames)
     rows["random"] = random_baseline(boxes, num_keypoints, radius, rng, bar_masks)
+    if bar_masks is not None:
+        rows["random"]["attraction"] = distractor_ratios(rows["random"], rows["random"], bar_masks,
+                                                         radius)["attraction"]
     return rows
 
 
@@ -446,8 +502,9 @@ def split_probe(env, data_dir, noise_type="none", metrics_radius=4.0, valid_metr
     (consecutive frames look alike), within `metrics_radius` pixels.
 
     The metrics are keypoint_metrics (precision, recall and, with distractors, drawn
-    seeded as in training, on_distractor) plus spread (keypoint_spread), from the
-    model's keypoints in inference mode. The frames and their boxes are read once.
+    seeded as in training, on_distractor, precision_clean, attraction and robustness)
+    plus spread (keypoint_spread), from the model's keypoints in inference mode. The
+    frames and their boxes are read once.
     Returns None with valid_metrics_frames=0, and after printing why when the split has
     no ground truth.
     """
@@ -463,11 +520,13 @@ def split_probe(env, data_dir, noise_type="none", metrics_radius=4.0, valid_metr
     picks = np.unique(
         np.linspace(0, len(frame_objects) - 1, valid_metrics_frames).round().astype(int))
     boxes = [frame_objects[i].boxes for i in picks]
-    frames = preprocess.add_distractors(arrays["frames"][picks], noise_type,
-                                        np.random.default_rng(seed))
+    clean = arrays["frames"][picks]
+    frames = preprocess.add_distractors(clean, noise_type, np.random.default_rng(seed))
     bar_masks = (frames == preprocess.BAR_COLOUR).all(-1) if noise_type != "none" else None
-    images = tf.data.Dataset.from_tensor_slices(frames).batch(32).map(
-        lambda batch: tf.cast(batch, tf.float32) / 255.0)
+
+    def batches(uint8_frames):
+        return tf.data.Dataset.from_tensor_slices(uint8_frames).batch(32).map(
+            lambda batch: tf.cast(batch, tf.float32) / 255.0)
 
     compiled = {}  # one traced keypoint function per model
 
@@ -476,9 +535,15 @@ def split_probe(env, data_dir, noise_type="none", metrics_radius=4.0, valid_metr
             compiled[id(model)] = tf.function(
                 lambda batch: model.keypoints(batch, is_training=False)[0])
         keypoints = compiled[id(model)]
-        centres = np.concatenate([keypoints(batch).numpy() for batch in images])  # [N, K, 2]
+
+        def centres_of(uint8_frames):  # [N, K, 2]
+            return np.concatenate([keypoints(batch).numpy() for batch in batches(uint8_frames)])
+        centres = centres_of(frames)
         metrics = keypoint_metrics(centres, boxes, metrics_radius, bar_masks)
         metrics["spread"] = keypoint_spread(centres)
+        if bar_masks is not None:
+            clean_metrics = keypoint_metrics(centres_of(clean), boxes, metrics_radius)
+            metrics.update(distractor_ratios(metrics, clean_metrics, bar_masks, metrics_radius))
         return {k: v for k, v in metrics.items() if k not in ("num_keypoints", "num_objects")}
 
     return probe

@@ -269,6 +269,67 @@ def test_distractor_masks_from_bars_drawn_on_frames():
         masks[np.arange(50)[:, None], pixels[..., 0], pixels[..., 1]].mean(), abs=0.01)
 
 
+def test_random_on_distractor_is_the_share_of_the_frame_within_reach_of_a_bar():
+    masks = np.zeros((3, 84, 84), bool)
+    masks[0, :, 40:45] = True  # x in [39.5, 44.5]: reach [35.5, 48.5], 13 of the 83 px span
+    masks[1, :, 0:5] = True    # at the border: reach [-0.5, 8.5] clipped to [0, 8.5]
+    masks[2, 40:45] = True
+    masks[2, :, 40:45] = True  # a cross: 13 + 13 - 13 * 13 / 83 of 83 per axis
+    shares = km.random_on_distractor(masks, radius=4.0)
+    assert shares == pytest.approx([13 / 83, 8.5 / 83, 2 * 13 / 83 - (13 / 83) ** 2], abs=1e-3)
+    assert km.random_on_distractor(np.zeros((1, 84, 84), bool))[0] == 0.0
+    # against uniform points measured one by one
+    points = np.random.default_rng(0).uniform(0, 83, (3, 4000, 2))
+    sampled = (km.mask_distances(points, masks) <= 4.0).mean(axis=1)
+    assert sampled == pytest.approx(shares, abs=0.02)
+
+
+def bar_frames():
+    """Two frames with a vertical bar at columns 60..64 and a horizontal one at rows
+    70..74, and an object box at (20..24, 20..24) in each."""
+    masks = np.zeros((2, 84, 84), bool)
+    masks[:, :, 60:65] = True
+    masks[:, 70:75] = True
+    return masks, [np.array([[20.0, 20.0, 24.0, 24.0]])] * 2
+
+
+def test_distractor_ratios_of_keypoints_on_the_bars_on_sprites_and_at_random():
+    masks, boxes = bar_frames()
+    expected = km.random_on_distractor(masks).mean()  # 2 * 13/83 - (13/83)^2 = 0.289
+    assert expected == pytest.approx(2 * 13 / 83 - (13 / 83) ** 2, abs=1e-3)
+    on_sprite = to_centres([[[22, 22]]] * 2)
+    on_bar = to_centres([[[30, 62]]] * 2)
+    clean = km.keypoint_metrics(on_sprite, boxes)
+    # keypoints that stay on the sprite with bars elsewhere: never near a bar, not displaced
+    sprite = km.keypoint_metrics(on_sprite, boxes, bar_masks=masks)
+    ratios = km.distractor_ratios(sprite, clean, masks)
+    assert ratios == {"precision_clean": 1.0, "attraction": 0.0, "robustness": 1.0}
+    # keypoints that the bars pull off the sprite: always on a bar, precision lost
+    bar = km.keypoint_metrics(on_bar, boxes, bar_masks=masks)
+    ratios = km.distractor_ratios(bar, clean, masks)
+    assert ratios["attraction"] == pytest.approx(1 / expected)  # 3.46
+    assert ratios["robustness"] == 0.0
+    # half the keypoints on a bar: attraction half of that
+    half = km.keypoint_metrics(np.concatenate([on_sprite, on_bar], 1), boxes, bar_masks=masks)
+    assert km.distractor_ratios(half, half, masks)["attraction"] == pytest.approx(0.5 / expected)
+    # uniformly random keypoints: attraction 1 within Monte Carlo error
+    rng = np.random.default_rng(0)
+    many = np.repeat(masks, 500, axis=0)
+    random_centres = rng.uniform(-1, 1, (1000, 20, 2))
+    random_metrics = km.keypoint_metrics(random_centres, boxes * 500, bar_masks=many)
+    assert km.distractor_ratios(random_metrics, random_metrics, many)["attraction"] == \
+        pytest.approx(1.0, abs=0.03)
+
+
+def test_distractor_ratios_without_clean_precision_or_bars_are_nan():
+    masks, boxes = bar_frames()
+    far = km.keypoint_metrics(to_centres([[[5, 5]]] * 2), boxes, bar_masks=masks)
+    ratios = km.distractor_ratios(far, far, masks)
+    assert math.isnan(ratios["robustness"]) and ratios["attraction"] == 0.0
+    no_bars = np.zeros_like(masks)
+    assert math.isnan(km.distractor_ratios(far, far, no_bars)["attraction"])
+
+
 def test_random_baseline_matches_the_area_within_reach_of_one_box():
     box, radius, keypoints = [30, 30, 40, 45], 4.0, 10
     height, width = box[2] - box[0], box[3] - box[1]
@@ -301,9 +362,10 @@ def test_metrics_table():
         ("random", {"precision": 0.25, "recall": 0.125}),
     ])
     header, permakey, random_row = table.splitlines()
-    assert header.split() == ["method", "precision", "recall", "on-distractor"]
-    assert permakey.split() == ["PermaKey", "0.812", "0.500", "0.050"]
-    assert random_row.split() == ["random", "0.250", "0.125", "-"]
+    assert header.split() == ["method", "precision", "recall", "on-distractor", "attraction",
+                              "robustness"]
+    assert permakey.split() == ["PermaKey", "0.812", "0.500", "0.050", "-", "-"]
+    assert random_row.split() == ["random", "0.250", "0.125", "-", "-", "-"]
 
 
 # ---------------------------------------------------------------- models on a test split
@@ -338,6 +400,14 @@ def test_report_scores_models_and_a_random_row(tiny_splits, tmp_path, capsys):
     assert rows["on player"]["num_keypoints"] == 20 and rows["random"]["num_keypoints"] == 20
     assert rows["on player"]["precision"] > rows["corner"]["precision"]
     assert all(0.0 <= row["on_distractor"] <= 1.0 for row in rows.values())
+    # fixed keypoints ignore the bars: the same precision without them, robustness 1
+    assert rows["on player"]["precision_clean"] == rows["on player"]["precision"] > 0
+    assert rows["on player"]["robustness"] == 1.0
+    assert math.isnan(rows["corner"]["robustness"])  # precision 0 with and without bars
+    assert rows["corner"]["attraction"] == pytest.approx(
+        rows["corner"]["on_distractor"] / km.random_on_distractor(
+            (pp.add_distractors(arrays["frames"][:20], "vertical", np.random.default_rng(0))
+             == pp.BAR_COLOUR).all(-1)).mean())
     with open(tmp_path / "keypoint_metrics.json") as f:
         written = json.load(f)
     assert written["rows"]["corner"] == pytest.approx(rows["corner"], nan_ok=True)
@@ -395,7 +465,11 @@ def test_split_probe_scores_the_validation_frames(tiny_splits):
 
 def test_split_probe_counts_bars_and_is_none_without_ground_truth(tiny_splits, capsys):
     probe = km.split_probe("mspacman", tiny_splits, "both", 4.0, valid_metrics_frames=10, seed=0)
-    assert 0.0 <= probe(FixedKeypoints([[0.0, 0.0]]))["on_distractor"] <= 1.0
+    metrics = probe(FixedKeypoints([[0.0, 0.0], [-0.3, 0.1]]))
+    assert 0.0 <= metrics["on_distractor"] <= 1.0
+    assert set(metrics) == {"precision", "recall", "spread", "on_distractor", "precision_clean",
+                            "attraction", "robustness"}
+    assert metrics["precision_clean"] == metrics["precision"]  # keypoints that ignore the bars
     assert km.split_probe("battlezone", tiny_splits, "none", 4.0, 10, 0) is None
     assert "no ground-truth mapping for game battlezone" in capsys.readouterr().out
     assert km.split_probe("mspacman", tiny_splits, "none", 4.0, 0, 0) is None
