@@ -603,12 +603,14 @@ def format_keypoint_metrics(metrics):
 ARCH_KEYS = {  # constructor arguments of each keypoint model, as stored in model.json
     "permakey": ("num_keypoints", "lsp_layers", "patch_sizes", "latent_dim_size", "decoder_type",
                  "gauss_std", "pnet_readout"),
-    "transporter": ("num_keypoints", "gauss_std"),
+    "transporter": ("num_keypoints", "gauss_std", "decoder_head", "keypoint_readout",
+                    "readout_scale", "centre_maps"),
 }
 
 
 # Values of model.json keys added after runs were made: what those runs had.
-ARCH_DEFAULTS = {"pnet_readout": "axis"}
+ARCH_DEFAULTS = {"pnet_readout": "axis", "decoder_head": "bn_sigmoid", "keypoint_readout": "axis",
+                 "readout_scale": 10.0, "centre_maps": False}
 
 
 def load_keypoint_model(run_dir, ckpt, expected):

@@ -140,9 +140,39 @@ def sequential_keypoint_centres(feature_map, std):
     return tf.stack(centres, axis=1)                                 # [B, K, 2]
 
 
-# How a Keypointer turns its K maps into centres: the paper's per-axis softmax, or the
-# sequential 2-D readout (with a learned scale on the maps, starting at 10).
-KEYPOINT_READOUTS = ("axis", "sequential")
+# How a Keypointer turns its K maps into centres: the paper's per-axis softmax, the same
+# with a learned scale on the maps ("scaled_axis"), or the sequential 2-D readout (with a
+# learned scale on the maps). The scales start at `readout_scale`.
+KEYPOINT_READOUTS = ("axis", "scaled_axis", "sequential")
+
+
+class CentreOverFrames(snt.Module):
+    """Subtracts from maps [B, H, W, K] their mean over frames at every place and channel.
+
+    In training the mean is the batch's (and a moving average of it is kept, decay
+    layers.BN_DECAY); in inference, that moving average. Whatever a map shows alike in
+    every frame (a static background, the screen's border) is removed, and what changes
+    from frame to frame is left: a keypoint map centred this way cannot hold its
+    keypoint on the static screen. A deviation from Kulkarni et al. 2019
+    (docs/transporter_learning.md).
+    """
+
+    def __init__(self, decay_rate=layers.BN_DECAY, name=None):
+        super().__init__(name=name)
+        self.mean = snt.ExponentialMovingAverage(decay_rate, name="mean")
+
+    @snt.once
+    def _initialize(self, maps):
+        self.mean.initialize(tf.zeros([1] + maps.shape[1:].as_list()))
+
+    def __call__(self, maps, is_training):
+        """maps [B, H, W, K] float32 -> the same, centred."""
+        self._initialize(maps)
+        if not is_training:
+            return maps - self.mean.value
+        mean = tf.reduce_mean(maps, axis=0, keepdims=True)          # [1, H, W, K]
+        self.mean.update(mean)
+        return maps - mean
 
 
 class Keypointer(snt.Module):
@@ -153,23 +183,31 @@ class Keypointer(snt.Module):
     from the maps.
     """
 
-    def __init__(self, layer_specs, num_keypoints, gauss_std, readout="axis", name=None):
+    def __init__(self, layer_specs, num_keypoints, gauss_std, readout="axis", readout_scale=10.0,
+                 centre_maps=False, name=None):
         super().__init__(name=name)
         _config_check(readout in KEYPOINT_READOUTS, f"pnet_readout={readout!r}: expected one "
                                                     f"of {', '.join(KEYPOINT_READOUTS)}")
+        _config_check(isinstance(readout_scale, (int, float)) and readout_scale > 0,
+                      f"readout_scale={readout_scale!r}: expected a positive number")
         self._gauss_std = gauss_std
         self._readout = readout
         self.conv_stack = ConvStack(layer_specs)
         self.to_keypoint_maps = layers.Conv2D(num_keypoints, 1, name="to_keypoint_maps")
-        if readout == "sequential":
-            self.log_scale = tf.Variable(tf.math.log(10.0), name="log_scale")
+        self.centring = CentreOverFrames(name="centring") if centre_maps else None
+        if readout != "axis":
+            self.log_scale = tf.Variable(tf.math.log(float(readout_scale)), name="log_scale")
 
     def __call__(self, inputs, is_training):
         """Returns centres [B, K, 2] and heatmaps [B, h, w, K] on the tower's output grid."""
         features = self.conv_stack(inputs, is_training)[-1]
         keypoint_maps = tf.cast(self.to_keypoint_maps(features), tf.float32)  # [B, h, w, K]
+        if self.centring is not None:
+            keypoint_maps = self.centring(keypoint_maps, is_training)
         if self._readout == "axis":
             centres = keypoint_centres(keypoint_maps)               # [B, K, 2]
+        elif self._readout == "scaled_axis":
+            centres = keypoint_centres(keypoint_maps * tf.exp(self.log_scale))  # [B, K, 2]
         else:
             centres = sequential_keypoint_centres(keypoint_maps * tf.exp(self.log_scale),
                                                   self._gauss_std)  # [B, K, 2]
@@ -488,20 +526,49 @@ def transport(features_a, features_b, heatmaps_a, heatmaps_b):
     return weight_a * features_a + weight_b * features_b            # [B, H, W, C]
 
 
-class Transporter(snt.Module):
-    """Encoder features + keypointer; reconstructs frame b by transporting a's features."""
+# How Transporter's decoder makes pixels: "bn_sigmoid", the authors' re-implementation
+# (conv -> batch norm -> sigmoid); "conv", DeepMind's reference (a plain conv with bias).
+DECODER_HEADS = ("bn_sigmoid", "conv")
 
-    def __init__(self, num_keypoints, gauss_std=0.1, image_size=84, name=None):
+
+class Transporter(snt.Module):
+    """Encoder features + keypointer; reconstructs frame b by transporting a's features.
+
+    Args:
+      num_keypoints: K.
+      gauss_std: width of the keypoint Gaussians, in [-1, 1] frame units.
+      image_size: side S of the square input frames.
+      decoder_head: one of DECODER_HEADS, the decoder's last layer.
+      keypoint_readout, readout_scale: the keypointer's readout (KEYPOINT_READOUTS) and
+        the initial scale of its maps for the scaled ones.
+      centre_maps: centre the keypoint maps over frames (CentreOverFrames).
+    """
+
+    def __init__(self, num_keypoints, gauss_std=0.1, image_size=84, decoder_head="bn_sigmoid",
+                 keypoint_readout="axis", readout_scale=10.0, centre_maps=False, name=None):
         super().__init__(name=name)
         _config_check(isinstance(num_keypoints, int) and num_keypoints >= 1,
                       f"num_keypoints={num_keypoints!r}: expected an integer >= 1")
         _config_check(image_size % 2 == 0,
                       f"image_size={image_size!r}: expected an even number")
+        _config_check(decoder_head in DECODER_HEADS, f"decoder_head={decoder_head!r}: expected "
+                                                     f"one of {', '.join(DECODER_HEADS)}")
+        _config_check(keypoint_readout in KEYPOINT_READOUTS,
+                      f"keypoint_readout={keypoint_readout!r}: expected one of "
+                      f"{', '.join(KEYPOINT_READOUTS)}")
         self.encoder = ConvStack(TRANSPORTER_ENCODER_LAYERS, name="encoder")
         self.keypointer = Keypointer(TRANSPORTER_ENCODER_LAYERS, num_keypoints, gauss_std,
+                                     keypoint_readout, readout_scale, centre_maps,
                                      name="keypointer")
-        self.decoder = ConvStack(TRANSPORTER_DECODER_LAYERS, resample="bilinear",
-                                 final_activation=tf.nn.sigmoid, name="decoder")
+        if decoder_head == "bn_sigmoid":
+            self.decoder = ConvStack(TRANSPORTER_DECODER_LAYERS, resample="bilinear",
+                                     final_activation=tf.nn.sigmoid, name="decoder")
+            self.decoder_out = None
+        else:
+            self.decoder = ConvStack(TRANSPORTER_DECODER_LAYERS[:-1], resample="bilinear",
+                                     name="decoder")
+            channels, kernel, _ = TRANSPORTER_DECODER_LAYERS[-1]
+            self.decoder_out = layers.Conv2D(channels, kernel, name="decoder_out")
 
     def keypoints(self, images, is_training=False):
         """Centres [B, K, 2], heatmaps [B, S/2, S/2, K], features [B, S/2, S/2, 32]."""
@@ -520,6 +587,8 @@ class Transporter(snt.Module):
         centres_b, heatmaps_b, features_b = self.keypoints(frame_b, is_training)
         transported = transport(features_a, features_b, heatmaps_a, heatmaps_b)
         recon = self.decoder(transported, is_training)[-1]
+        if self.decoder_out is not None:
+            recon = self.decoder_out(recon)
         return {
             "recon": tf.cast(recon, tf.float32),                    # [B, S, S, 3]
             "centres_a": centres_a, "centres_b": centres_b,         # [B, K, 2]

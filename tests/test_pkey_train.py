@@ -138,7 +138,8 @@ def test_evaluate_refuses_a_folder_without_checkpoints(tiny_run, tmp_path, one_l
     ({"num_keypoints": 0}, "num_keypoints=0"),
     ({"env": "pong"}, "unknown env 'pong'"),
     ({"noise_type": "snow"}, "unknown noise_type 'snow'"),
-    ({"pnet_readout": "grid"}, "pnet_readout='grid': expected one of axis, sequential"),
+    ({"pnet_readout": "grid"},
+     "pnet_readout='grid': expected one of axis, scaled_axis, sequential"),
     ({"pnet_loss": "l1"}, "pnet_loss='l1': expected one of paper, amplitude"),
     ({"max_minutes": 0}, "max_minutes=0: expected a positive number of minutes"),
 ])

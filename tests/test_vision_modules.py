@@ -57,9 +57,48 @@ def test_sequential_readout_gives_each_keypoint_its_own_blob():
     np.testing.assert_allclose(sequential[1], on_grid[1], atol=3e-2)
 
 
+def test_scaled_axis_readout_is_the_per_axis_readout_of_the_scaled_maps():
+    maps = tf.random.stateless_normal([2, 6, 6, 3], seed=[3, 4])
+    keypointer = vision_modules.Keypointer(((4, 3, 1),), 3, 0.1, "scaled_axis", readout_scale=7.0)
+    features = keypointer.conv_stack(maps, is_training=False)[-1]
+    scaled = keypointer.to_keypoint_maps(features) * 7.0
+    centres, _ = keypointer(maps, is_training=False)
+    np.testing.assert_allclose(centres, vision_modules.keypoint_centres(scaled), atol=1e-6)
+    assert float(tf.exp(keypointer.log_scale)) == pytest.approx(7.0)  # learned: a variable
+    assert keypointer.log_scale in keypointer.trainable_variables
+    # the paper's readout has no scale
+    assert not hasattr(vision_modules.Keypointer(((4, 3, 1),), 3, 0.1, "axis"), "log_scale")
+
+
+def test_centring_over_frames_removes_what_every_frame_shows():
+    # Maps of 16 frames: a strong static ridge (the same in every frame: a maze wall, a
+    # border) plus a weaker blob that moves. The per-axis readout of the raw maps sits
+    # on the ridge; of the centred maps, it follows the blob.
+    rng = np.random.default_rng(0)
+    size, frames = 12, 16
+    maps = np.zeros([frames, size, size, 1], np.float32)
+    maps[:, :, 2] = 30.0                                              # static column x = 2
+    places = rng.integers(5, 11, size=(frames, 2))
+    for n, (y, x) in enumerate(places):
+        maps[n, y, x] = 60.0                                          # the moving blob
+    centring = vision_modules.CentreOverFrames(decay_rate=0.5)
+    centred = centring(tf.constant(maps), is_training=True).numpy()
+    np.testing.assert_allclose(centred.mean(axis=0), 0.0, atol=1e-5)
+    on_grid = places / (size - 1) * 2 - 1
+    raw_x = vision_modules.keypoint_centres(maps).numpy()[:, 0, 1]
+    centred_xy = vision_modules.keypoint_centres(centred).numpy()[:, 0]
+    assert np.abs(raw_x - on_grid[:, 1]).mean() > 0.5                # held by the ridge
+    assert np.abs(centred_xy - on_grid).max() < 0.2                   # on the blob
+    # inference subtracts the moving average of the training means (debiased)
+    for _ in range(20):
+        centring(tf.constant(maps), is_training=True)
+    np.testing.assert_allclose(centring(tf.constant(maps[:1]), is_training=False),
+                               maps[:1] - maps.mean(axis=0, keepdims=True), atol=1e-4)
+
+
 def test_keypointer_rejects_an_unknown_readout():
     with pytest.raises(runs.ConfigError,
-                       match="pnet_readout='grid': expected one of axis, sequential"):
+                       match="pnet_readout='grid': expected one of axis, scaled_axis, sequential"):
         vision_modules.PermaKey(3, pnet_readout="grid")
 
 
@@ -380,6 +419,25 @@ def test_transporter_output_and_keypoint_shapes():
         (3, 4, 2), (3, 42, 42, 4), (3, 42, 42, 32))
 
 
+def test_transporter_decoder_heads():
+    # "bn_sigmoid" (the authors'): pixels in (0, 1); "conv" (DeepMind's): a plain
+    # convolution with bias after the last hidden layer, unbounded.
+    frames = _images(2, 16, seed=0), _images(2, 16, seed=1)
+    sigmoid = vision_modules.Transporter(2, image_size=16)
+    recon = sigmoid(*frames, is_training=True)["recon"].numpy()
+    assert 0.0 < recon.min() and recon.max() < 1.0 and sigmoid.decoder_out is None
+    assert len(sigmoid.decoder.norms) == len(vision_modules.TRANSPORTER_DECODER_LAYERS)
+    conv = vision_modules.Transporter(2, image_size=16, decoder_head="conv")
+    recon = conv(*frames, is_training=True)["recon"]
+    assert recon.shape == (2, 16, 16, 3)
+    assert len(conv.decoder.norms) == len(vision_modules.TRANSPORTER_DECODER_LAYERS) - 1
+    assert conv.decoder_out.b.shape == (3,)
+    # the head is the last layer: its output is an affine function of the decoder's
+    conv.decoder_out.b.assign([5.0, 5.0, 5.0])
+    shifted = conv(*frames, is_training=True)["recon"]
+    np.testing.assert_allclose(shifted - recon, 5.0, atol=1e-4)
+
+
 def test_models_keep_static_shapes_inside_tf_function():
     # Downstream code (agent masks, flatten -> Dense) needs static spatial shapes even
     # with an unknown batch size.
@@ -409,7 +467,13 @@ def test_models_keep_static_shapes_inside_tf_function():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(num_keypoints=0), "num_keypoints=0"),
-    (dict(num_keypoints=2, image_size=15), "image_size=15")])
+    (dict(num_keypoints=2, image_size=15), "image_size=15"),
+    (dict(num_keypoints=2, decoder_head="linear"),
+     "decoder_head='linear': expected one of bn_sigmoid, conv"),
+    (dict(num_keypoints=2, keypoint_readout="grid"),
+     "keypoint_readout='grid': expected one of axis, scaled_axis, sequential"),
+    (dict(num_keypoints=2, keypoint_readout="scaled_axis", readout_scale=0),
+     "readout_scale=0: expected a positive number")])
 def test_transporter_bad_config_raises_config_error(kwargs, match):
     import runs
     with pytest.raises(runs.ConfigError, match=match):
