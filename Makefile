@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench figure2 clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ demo: install
 # (about 25 minutes on 2 cores; `$(PY) bench.py --steps 3 --warmup 1` for a quick look).
 bench: install
 	$(PY) bench.py
+
+# The paper's Figure 2 on a CPU: PermaKey and Transporter for BUDGET minutes each, clean and
+# with distractor bars, one after another; a second call continues (experiments.py).
+BUDGET ?= 30
+figure2: install
+	$(PY) experiments.py figure2 with budget=$(BUDGET)
 
 clean:
 	rm -rf $(VENV)

@@ -570,11 +570,57 @@ def keypoint_quality_tables(keypoint_runs):
         measured = run.read(os.path.join("evaluate", "keypoint_metrics.json"))
         for method, metrics in (measured or {}).get("rows", {}).items():
             rows.append([run.name, method] + [metric_cell(metrics, key) for key in
-                                              ("precision", "recall", "on_distractor")]
+                                              ("precision", "recall", "on_distractor",
+                                               "attraction", "robustness")]
                         + [f"{measured['radius']:g}"])
     if not rows:
         return nothing("no keypoint_metrics.json in the evaluate folders — `python pkey_train.py "
                        "evaluate with run_dir=RUN` writes it for games with RAM ground truth "
                        "(mspacman, seaquest, frostbite, space_invaders)")
     return [Table("keypoint quality against object boxes from the console RAM",
-                  ["run", "method", "precision", "recall", "on-distractor", "radius px"], rows)]
+                  ["run", "method", "precision", "recall", "on-distractor", "attraction",
+                   "robustness", "radius px"], rows)]
+
+
+FIGURE2_COLUMNS = ("method", "noise", "precision", "recall", "spread px", "on-distractor",
+                   "attraction", "robustness", "steps", "minutes")
+
+
+def figure2_table(results, method_names, env, budget, cpu, date):
+    """Markdown table of experiments.figure2: one row per method and noise type, and the
+    random keypoints of each noise type.
+
+    results: {noise_type: {"rows": keypoint_metrics.json rows of compare_kpts (method
+    name -> metrics), "runs": {method: (run folder, steps, minutes)}}}, the clean
+    reference first. robustness here is the Figure-2 ratio across two trainings: the
+    method's precision with bars (trained and tested with them) over its precision in
+    the clean run (same recipe and budget).
+    """
+    clean = next(iter(results))
+    lines = [f"# Figure 2 on a CPU: {env}, {budget} minutes of training per model", "",
+             f"Made by `make figure2 BUDGET={budget:g}` on {date}; {cpu}. Test split, RAM "
+             f"ground truth, 4 px. attraction = on-distractor / that of uniformly random "
+             f"keypoints on the same bars; robustness = precision with bars / precision of "
+             f"the same method's clean run.", "",
+             "| " + " | ".join(FIGURE2_COLUMNS) + " |",
+             "|" + "---|" * len(FIGURE2_COLUMNS)]
+    notes = []
+    for noise_type, result in results.items():
+        for method, name in [*method_names.items(), ("random", "random")]:
+            metrics = result["rows"].get(name)
+            if metrics is None:
+                continue
+            cells = [name, noise_type] + [metric_cell(metrics, key) for key in
+                                          ("precision", "recall")]
+            cells.append(f"{metrics['spread']:.1f}" if "spread" in metrics else "-")
+            cells += [metric_cell(metrics, key) for key in ("on_distractor", "attraction")]
+            reference = results[clean]["rows"].get(name, {}).get("precision")
+            robust = (metrics["precision"] / reference
+                      if noise_type != clean and method != "random" and reference else None)
+            cells.append("-" if robust is None else f"{robust:.2f}")
+            run = result["runs"].get(method)
+            cells += [str(run[1]), f"{run[2]:.1f}"] if run else ["-", "-"]
+            lines.append("| " + " | ".join(cells) + " |")
+            if run:
+                notes.append(f"- {name}, noise {noise_type}: `{run[0]}`")
+    return "\n".join(lines + ["", "Run folders:", *notes, ""])

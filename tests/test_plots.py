@@ -231,15 +231,17 @@ def test_score_tables_one_per_noise_type(tmp_path):
 
 def test_keypoint_quality_table_lists_each_run_and_method(tmp_path):
     measured = {"env": "mspacman", "noise_type": "both", "radius": 4.0, "num_frames": 16, "rows": {
-        "PermaKey": {"precision": 0.75, "recall": 0.5, "on_distractor": 0.125},
+        "PermaKey": {"precision": 0.75, "recall": 0.5, "on_distractor": 0.125,
+                     "attraction": 0.5, "robustness": 0.9375},
         "random": {"precision": 0.1, "recall": float("nan"), "on_distractor": 0.2}}}
     make_run(tmp_path, "both", "mspacman", 7, 1, files={"config.json": {},
                                                         "evaluate/keypoint_metrics.json": measured})
     make_run(tmp_path, "both", "mspacman", 7, 2, files={"config.json": {}})  # not measured
     with_metrics, without = plots.find_runs(str(tmp_path), plots.KEYPOINT_LEVELS, "config.json")
     [table] = plots.keypoint_quality_tables([with_metrics, without])
-    assert table.rows == [["both/mspacman/7/1", "PermaKey", "0.750", "0.500", "0.125", "4"],
-                          ["both/mspacman/7/1", "random", "0.100", "-", "0.200", "4"]]
+    assert table.rows == [
+        ["both/mspacman/7/1", "PermaKey", "0.750", "0.500", "0.125", "0.500", "0.938", "4"],
+        ["both/mspacman/7/1", "random", "0.100", "-", "0.200", "-", "-", "4"]]
     assert plots.keypoint_quality_tables([without]) == []
 
 
