@@ -31,18 +31,59 @@ def one_line_errors(fn):
 
 # Sacred's config warnings for these keys are expected: `ckpt=15` replaces the default "best".
 CHECKPOINT_KEYS = ("ckpt", "pkey_epoch", "tp_epoch", "vis_load")
+# ... and for these: one value where the default is a tuple (`eval_seeds=1`, `lsp_layers=0`).
+LIST_KEYS = ("eval_seeds", "lsp_layers", "patch_sizes")
 
 
 class QuietConfigWarnings:
     """A logging filter for Sacred's config warnings that are expected: the docstring of a
-    named config, and `ckpt=15` replacing the default "best" (CHECKPOINT_KEYS)."""
+    named config, `ckpt=15` replacing the default "best" (CHECKPOINT_KEYS), one value for
+    a tuple (LIST_KEYS), and a whole number for a float (`learning_rate=1`)."""
 
     def filter(self, record):
         message = record.getMessage()
         if message.startswith("Added new config entry") and '"__doc__"' in message:
             return False
-        return not (message.startswith("Changed type of config entry") and
-                    any(f'"{key}" from str to int' in message for key in CHECKPOINT_KEYS))
+        if not message.startswith("Changed type of config entry"):
+            return True
+        expected = ([f'"{key}" from str to int' for key in CHECKPOINT_KEYS]
+                    + [f'"{key}" from tuple to int' for key in LIST_KEYS] + ["from float to int"])
+        return not any(change in message for change in expected)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return (_is_int(value) or isinstance(value, float)) and value == value \
+        and abs(value) != float("inf")
+
+
+# What a numeric option may hold: a test and the words of the one-line error.
+OPTION_KINDS = {
+    "count": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "count or None": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1 or None"),
+    "index": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "index or None": (lambda v: v is None or (_is_int(v) and v >= 0), "an integer >= 0 or None"),
+    "positive": (lambda v: _is_number(v) and v > 0, "a positive number"),
+    "positive or None": (lambda v: v is None or (_is_number(v) and v > 0),
+                         "a positive number or None"),
+    "non-negative": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "fraction": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "rate": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "epochs to keep": (lambda v: _is_int(v) and v >= -1, "an integer >= 0, or -1 for all"),
+}
+
+
+def check_options(config, kinds):
+    """ConfigError (one line) naming the first option of `kinds` ({name: OPTION_KINDS
+    key}) whose value in `config` is not of its kind. Called where a command reads its
+    config, before any work."""
+    for name, kind in kinds.items():
+        accepts, words = OPTION_KINDS[kind]
+        if name in config and not accepts(config[name]):
+            raise ConfigError(f"{name}={config[name]!r}: expected {words}")
 
 
 def quiet_experiment(ex):

@@ -21,9 +21,10 @@ import sys
 
 from sacred import Experiment
 
-import runs
+import runs  # first: TensorFlow then starts without its start-up chatter
+import preprocess
 from common import ConfigError, read_json, write_json
-from runs import one_line_errors
+from runs import check_options, one_line_errors
 
 ex = runs.quiet_experiment(Experiment("experiments", save_git_info=False))
 
@@ -46,6 +47,10 @@ def config():
     out_dir = "docs"  # figure2_<noise>_cpu.png and figure2_table.md
 
 
+# Numeric options, checked where figure2 reads its config (common.check_options).
+OPTIONS = {"num_keypoints": "count", "budget": "positive"}
+
+
 def run_script(script, args):
     """Run one of this repository's scripts with `args`, saying the command first."""
     print(" ".join(["python", script, *args]), flush=True)
@@ -56,11 +61,11 @@ def run_script(script, args):
                           f"call figure2 again to continue")
 
 
-def run_folders(root):
-    """Numbered run folders <root>/<env>/<K>/<id> (root: a noise type's folder), oldest
-    first."""
-    found = [d for d in glob.glob(os.path.join(root, "*", "*", "*"))
-             if os.path.basename(d).isdigit()]
+def run_folders(root, noise_type, env, num_keypoints):
+    """Numbered run folders <root>/<noise>/<env>/<K>/<id> (as the scripts lay them out),
+    oldest first."""
+    folder = os.path.join(root, noise_type, preprocess.env_name(env), str(num_keypoints))
+    found = [d for d in glob.glob(os.path.join(folder, "*")) if os.path.basename(d).isdigit()]
     return sorted(found, key=lambda d: int(os.path.basename(d)))
 
 
@@ -78,7 +83,7 @@ def train_or_resume(method, noise_type, recipe, env, num_keypoints, budget, trai
     args = [recipe, f"env={env}", f"num_keypoints={num_keypoints}", f"noise_type={noise_type}",
             f"max_minutes={budget}", "epochs=100000", "max_patience=100000", f"exp_root={root}",
             *train_args]
-    previous = run_folders(os.path.join(root, noise_type))
+    previous = run_folders(root, noise_type, env, num_keypoints)
     resumable = [d for d in previous if os.path.isdir(os.path.join(d, "ckpt_last"))]
     if resumable and is_finished(resumable[-1]):
         print(f"{method} {noise_type}: finished in {resumable[-1]}, skipped")
@@ -86,7 +91,7 @@ def train_or_resume(method, noise_type, recipe, env, num_keypoints, budget, trai
     if resumable:
         args.append(f"resume_dir={resumable[-1]}")
     run_script(script, ["with", *args])
-    after = [d for d in run_folders(os.path.join(root, noise_type))
+    after = [d for d in run_folders(root, noise_type, env, num_keypoints)
              if os.path.isdir(os.path.join(d, "ckpt_last"))]
     if not after or not is_finished(after[-1]):
         raise ConfigError(f"{method} {noise_type}: the training stopped before its test; "
@@ -97,7 +102,7 @@ def train_or_resume(method, noise_type, recipe, env, num_keypoints, budget, trai
 def compare(runs_of, noise_type, pkey_recipe, env, num_keypoints, train_args, exp_root):
     """compare_kpts of the two runs of one noise (made once); returns its folder."""
     base = os.path.join(exp_root, "compare")
-    done = [d for d in run_folders(os.path.join(base, noise_type))
+    done = [d for d in run_folders(base, noise_type, env, num_keypoints)
             if os.path.isfile(os.path.join(d, "keypoint_metrics.json"))
             and read_json(os.path.join(d, "inputs.json")) == runs_of]
     if done:
@@ -106,7 +111,7 @@ def compare(runs_of, noise_type, pkey_recipe, env, num_keypoints, train_args, ex
             f"noise_type={noise_type}", f"pkey_fname={runs_of['permakey']}",
             f"tp_fname={runs_of['transporter']}", f"save_base_dir={base}", *train_args]
     run_script("pkey_train.py", ["compare_kpts", "with", *args])
-    folder = run_folders(os.path.join(base, noise_type))[-1]
+    folder = run_folders(base, noise_type, env, num_keypoints)[-1]
     write_json(os.path.join(folder, "inputs.json"), runs_of)
     return folder
 
@@ -128,12 +133,11 @@ def training_summary(run_dir):
 
 @ex.command
 @one_line_errors
-def figure2(env, num_keypoints, budget, noise_types, pkey_recipe, tp_recipe, pkey_args, tp_args,
-            exp_root, out_dir):
+def figure2(_config, env, num_keypoints, budget, noise_types, pkey_recipe, tp_recipe, pkey_args,
+            tp_args, exp_root, out_dir):
     """Train, compare and tabulate (module docstring)."""
+    check_options(_config, OPTIONS)
     import plots
-    if not (isinstance(budget, (int, float)) and budget > 0):
-        raise ConfigError(f"budget={budget!r}: expected a positive number of minutes")
     if not noise_types or len(set(noise_types)) != len(noise_types):
         raise ConfigError(f"noise_types={noise_types!r}: expected distinct noise types, "
                           f"the clean reference first")

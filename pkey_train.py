@@ -21,7 +21,7 @@ import plots
 import preprocess
 import kpt_metrics
 import ul_loss
-from runs import ConfigError, one_line_errors
+from runs import ConfigError, check_options, one_line_errors
 
 ex = runs.quiet_experiment(Experiment("permakey", save_git_info=False))
 EXP_ROOT = "permakey_exp"
@@ -97,6 +97,9 @@ def quick():
     valid_metrics_frames = 128  # keypoint metrics at each epoch end: ~10% of an epoch here
 
 
+# Numeric options, checked where a command reads its config (common.check_options).
+OPTIONS = dict(runs.KEYPOINT_OPTIONS, latent_dim_size="count")
+
 runs.add_game_configs(ex)  # `with seaquest`: env and the paper's num_keypoints
 ex.observers.append(runs.RunFolderObserver(runs.keypoint_run_folder))
 measure_quality = ex.capture(kpt_metrics.report_keypoint_quality)
@@ -133,10 +136,11 @@ def loss_steps(model, optimizer, precision="float32", pnet_loss="paper"):
 
 @ex.main
 @one_line_errors
-def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir, seed,
+def train(_run, _config, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir, seed,
           learning_rate, decay_steps, decay_rate, precision, metrics_every, save_every_mins,
           keep_epochs, max_minutes, pnet_loss):
     """Train PermaKey, keep the best checkpoint by validation LSP + PointNet loss, test it."""
+    check_options(_config, OPTIONS)
     spec = model_spec()
     precision = runs.resolve_precision(precision)
     tf.random.set_seed(seed)
@@ -178,9 +182,10 @@ def write_examples(model, test_data, out_dir, num_eval_batches, lsp_layers):
 
 @ex.command
 @one_line_errors
-def evaluate(_run, run_dir, ckpt, pnet_loss, precision):
+def evaluate(_run, _config, run_dir, ckpt, pnet_loss, precision):
     """Test losses of a run's checkpoint, plus npz arrays and PNG figures of test batches,
     computed in the same precision as training's own test."""
+    check_options(_config, OPTIONS)
     steps = functools.partial(loss_steps, precision=runs.resolve_precision(precision),
                               pnet_loss=pnet_loss)
     return runs.evaluate_run(_run, run_dir, ckpt, model_spec(), steps,
@@ -189,14 +194,15 @@ def evaluate(_run, run_dir, ckpt, pnet_loss, precision):
 
 @ex.command
 @one_line_errors
-def compare_kpts(_run, env, num_keypoints, noise_type, pkey_fname, pkey_epoch, tp_fname, tp_epoch,
-                 ablation, num_eval_batches, lsp_layers):
+def compare_kpts(_run, _config, env, num_keypoints, noise_type, pkey_fname, pkey_epoch, tp_fname,
+                 tp_epoch, ablation, num_eval_batches, lsp_layers):
     """PermaKey and Transporter keypoints on the same seeded test batches (Figure 2).
 
     Per batch an npz (frames, both models' keypoints and heatmaps, PermaKey's error
     maps and reconstructions) and a PNG grid: rows frame, Transporter keypoints,
     PermaKey keypoints, error map of each LSP layer; one column per example.
     """
+    check_options(_config, OPTIONS)
     if not pkey_fname or not (tp_fname or ablation):
         raise ConfigError("compare_kpts needs pkey_fname and tp_fname (run folders); "
                           "tp_fname may be omitted with ablation=True")

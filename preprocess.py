@@ -23,7 +23,7 @@ import numpy as np
 from sacred import Experiment
 from tqdm import tqdm
 
-from common import ConfigError, atomic_path, one_line_errors, quiet_experiment
+from common import ConfigError, atomic_path, check_options, one_line_errors, quiet_experiment
 
 class Game(NamedTuple):
     """What the code knows of one Atari game; one entry of GAMES."""
@@ -628,18 +628,25 @@ def config():
     npz_dir = None  # convert_npz: root of the authors' {train,test}/<AleId>NoFrameskip-v4/*.npz
 
 
+# Numeric options, checked where a command reads its config (common.check_options).
+# (`seed` is Sacred's own: it seeds the random generators before any command runs.)
+OPTIONS = {"num_frames": "count", "num_eval_frames": "count or None"}
+
+
 @ex.command
 @one_line_errors
-def generate(env, data_dir, num_frames, num_eval_frames, seed):
+def generate(_config, env, data_dir, num_frames, num_eval_frames, seed):
     """Play `env` with a random policy and write the three split files."""
+    check_options(_config, OPTIONS)
     for split, path in generate_dataset(env, data_dir, num_frames, num_eval_frames, seed).items():
         print(f"{split}: {path} ({os.path.getsize(path) / 1e6:.1f} MB)")
 
 
 @ex.command
 @one_line_errors
-def convert(env, data_dir, npz_dir):
+def convert(_config, env, data_dir, npz_dir):
     """Convert the authors' npz episodes to our HDF5 files."""
+    check_options(_config, OPTIONS)
     if not npz_dir:
         raise ConfigError("npz_dir is not set; give the folder holding the authors' train/ "
                           "and test/")

@@ -20,8 +20,9 @@ import time
 from sacred.observers import FileStorageObserver
 
 # Re-exported: the scripts take their errors and file helpers from here with the rest.
-from common import (CHECKPOINT_KEYS, ConfigError, atomic_path, folder_size,  # noqa: F401
-                    one_line_errors, quiet_experiment, read_json, save_npz, write_json)
+from common import (CHECKPOINT_KEYS, ConfigError, atomic_path, check_options,  # noqa: F401
+                    folder_size, one_line_errors, quiet_experiment, read_json, save_npz,
+                    write_json)
 
 
 # ----------------------------------------------------------------------------
@@ -433,6 +434,20 @@ def evaluate_losses(eval_step, dataset, max_batches=None):
 # The keypoint experiments (pkey_train.py, transporter_train.py) share these
 
 
+# The numeric options of both keypoint scripts (common.check_options), checked where a
+# command reads its config (`seed` is Sacred's: it seeds the generators before that).
+KEYPOINT_OPTIONS = {
+    "num_keypoints": "count", "num_frames": "count", "num_eval_frames": "count or None",
+    "gauss_std": "positive", "batch_size": "count", "epochs": "count",
+    "steps_per_epoch": "count or None", "valid_batches": "count or None",
+    "learning_rate": "positive", "decay_steps": "count", "decay_rate": "non-negative",
+    "max_patience": "count", "data_seed": "index", "save_every_mins": "non-negative",
+    "keep_epochs": "epochs to keep", "max_minutes": "positive or None",
+    "metrics_radius": "non-negative", "metrics_frames": "count", "valid_metrics_frames": "index",
+    "metrics_every": "count or None", "num_eval_batches": "count",
+}
+
+
 def keypoint_run_folder(command, config):
     """Folder of a keypoint-script command: `<exp_root>/<noise>/<env>/<K>/<new id>` for
     training, the run folder itself when resuming, `<run_dir>/evaluate` for evaluate,
@@ -554,10 +569,6 @@ def train_and_test(_run, spec, model, optimizer, data, steps, select, write_exam
     given, measures keypoint quality during training (see fit).
     """
     import tensorflow as tf
-    budget = fit_args.get("max_minutes")
-    if budget is not None and not (isinstance(budget, (int, float)) and budget > 0):
-        raise ConfigError(f"max_minutes={budget!r}: expected a positive number of minutes, "
-                          "or None for no time budget")
     if resume_dir:
         check_model_spec(resume_dir, spec)
     run_dir = run_dir_of(_run)

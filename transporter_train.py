@@ -20,7 +20,7 @@ import plots
 import preprocess
 import kpt_metrics
 import ul_loss
-from runs import one_line_errors
+from runs import check_options, one_line_errors
 
 ex = runs.quiet_experiment(Experiment("transporter", save_git_info=False))
 
@@ -89,6 +89,9 @@ def quick():
     valid_metrics_frames = 128
 
 
+# Numeric options, checked where a command reads its config (common.check_options).
+OPTIONS = dict(runs.KEYPOINT_OPTIONS, num_pairs="count", readout_scale="positive")
+
 runs.add_game_configs(ex)  # `with seaquest`: env and the paper's num_keypoints
 ex.observers.append(runs.RunFolderObserver(runs.keypoint_run_folder))
 measure_quality = ex.capture(kpt_metrics.report_keypoint_quality)
@@ -122,10 +125,11 @@ def loss_steps(model, optimizer, precision="float32"):
 
 @ex.main
 @one_line_errors
-def train(_run, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir, seed,
+def train(_run, _config, epochs, max_patience, steps_per_epoch, valid_batches, resume_dir, seed,
           learning_rate, decay_steps, decay_rate, precision, metrics_every, save_every_mins,
           keep_epochs, max_minutes):
     """Train Transporter, keep the best checkpoint by validation reconstruction loss, test it."""
+    check_options(_config, OPTIONS)
     spec = model_spec()
     precision = runs.resolve_precision(precision)
     tf.random.set_seed(seed)
@@ -161,9 +165,10 @@ def write_examples(model, test_data, out_dir, num_eval_batches):
 
 @ex.command
 @one_line_errors
-def evaluate(_run, run_dir, ckpt, precision):
+def evaluate(_run, _config, run_dir, ckpt, precision):
     """Test loss of a run's checkpoint, plus npz arrays and PNG figures of test pairs,
     computed in the same precision as training's own test."""
+    check_options(_config, OPTIONS)
     steps = functools.partial(loss_steps, precision=runs.resolve_precision(precision))
     return runs.evaluate_run(_run, run_dir, ckpt, model_spec(), steps,
                              lambda: datasets()["test"], write_examples)

@@ -53,7 +53,7 @@ def test_figure2_trains_compares_tabulates_and_continues(tmp_path, tiny_data_dir
 
 def test_figure2_refuses_a_bad_budget_before_any_training(tmp_path, one_line_error):
     line = one_line_error(experiments.ex, "figure2", {"budget": 0, "exp_root": str(tmp_path)})
-    assert line == "error: budget=0: expected a positive number of minutes"
+    assert line == "error: budget=0: expected a positive number"
     assert not os.listdir(tmp_path)
 
 

@@ -141,7 +141,7 @@ def test_evaluate_refuses_a_folder_without_checkpoints(tiny_run, tmp_path, one_l
     ({"pnet_readout": "grid"},
      "pnet_readout='grid': expected one of axis, scaled_axis, sequential"),
     ({"pnet_loss": "l1"}, "pnet_loss='l1': expected one of paper, amplitude"),
-    ({"max_minutes": 0}, "max_minutes=0: expected a positive number of minutes"),
+    ({"max_minutes": 0}, "max_minutes=0: expected a positive number or None"),
 ])
 def test_bad_config_is_one_line_and_leaves_no_run_folder(tiny_run, one_line_error, update, message,
                                                         tmp_path):
