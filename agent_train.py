@@ -13,8 +13,10 @@ the keypoints of a frozen, pre-trained PermaKey or Transporter model.
 
 Runs live in rl_exp/<noise_type>/<kp_type>/<kpt_encoder_type>/<env>/<run id>/: Sacred's
 files, model.json (what the agent checkpoints hold, and which keypoint run they read),
-tb/ (TensorBoard), evaluations.json and evaluations.csv (periodic greedy evaluations)
-and ckpt/ (online and target Q-networks, optimizer, step counters).
+tb/ (TensorBoard), evaluations.json and evaluations.csv (periodic greedy evaluations,
+each with the authors' selection rule's verdict), ckpt/ (the resumable checkpoints:
+online and target Q-networks, optimizer, step counters) and ckpt_selected/ (the
+checkpoints the rule kept: the policies `evaluate` scores).
 
 Reading order: config; devices; the frozen keypoint model and the agent's inputs; the
 Q-networks; acting in several environments at once; greedy evaluation; the training
@@ -29,6 +31,7 @@ import contextlib
 import csv
 import dataclasses
 import functools
+import glob
 import json
 import os
 import shutil
@@ -51,11 +54,15 @@ import preprocess
 import replay
 import rl_loss
 import vision_modules
-from runs import ConfigError, one_line_errors
+from runs import ConfigError, check_options, one_line_errors
 
 ex = runs.quiet_experiment(Experiment("keypoint_agent", save_git_info=False))
 EXP_ROOT = "rl_exp"
-KP_TYPES = ("permakey", "transporter")
+# Keypoints the agent reads: a PermaKey or Transporter run's, or ("fixed", the control)
+# K places fixed on the screen over a PermaKey run's encoder features (FixedKeypoints).
+KP_TYPES = ("permakey", "transporter", "fixed")
+# The keypoint model kind each kp_type loads (its run's model.json "kind").
+KEYPOINT_KINDS = {"permakey": "permakey", "transporter": "transporter", "fixed": "permakey"}
 
 
 # --------------------------------------------------------------------------------------
@@ -67,7 +74,7 @@ def config():
     env = "mspacman"  # short game name; `with <game>` sets the paper's values (preprocess.GAMES)
     num_keypoints = 7
     replay_capacity = 1000  # episodes (lives) kept in the replay
-    kp_type = "permakey"  # permakey | transporter
+    kp_type = "permakey"  # permakey | transporter | fixed (the control, KP_TYPES)
     kpt_encoder_type = "cnn"  # cnn | gnn
     mp_num_steps = 1  # gnn: message-passing steps
     vis_ckpt_fname = None  # the keypoint run folder (permakey_exp/... or transporter_exp/...)
@@ -87,8 +94,8 @@ def config():
     epsilon_end = 0.1
     num_envs = 8  # environments acted in at once (one batched forward pass)
     async_envs = False  # True: one process per environment (AsyncVectorEnv)
-    eval_every = 20_000  # environment steps between evaluations (and checkpoints)
-    eval_episodes = 5  # greedy episodes per periodic evaluation
+    eval_every = 10_000  # environment steps between evaluations (and checkpoints)
+    eval_episodes = 10  # greedy episodes per periodic evaluation
     eval_time_limit = preprocess.EVAL_TIME_LIMIT  # agent steps per evaluation episode
     log_every = 1_000  # environment steps between training scalars
     ckpt_keep = 3  # agent checkpoints kept
@@ -98,7 +105,7 @@ def config():
     devices = None  # TF device names instead of gpu ids, e.g. "/cpu:0,/cpu:1" (tests)
     resume_dir = None  # a run folder to continue from its last checkpoint
     exp_root = EXP_ROOT
-    load_ckpts = None  # evaluate: agent run folders, comma-separated
+    load_ckpts = None  # evaluate: agent run folders, or one selected step per run of the game
     precision = "auto"  # auto | float32 | bf16: keypoint model and encoder compute in bfloat16
     save_replay = True  # keep the replay with each checkpoint (replay.npy.gz), for resume
     eval_seeds = (1, 2, 3, 4, 5)  # evaluate
@@ -130,10 +137,17 @@ def agent_spec(env, kp_type, kpt_encoder_type, num_keypoints, noise_type, mp_num
             "noise_type": preprocess.check_noise_type(noise_type), "mp_num_steps": mp_num_steps}
 
 
-def check_positive_ints(**values):
-    for name, value in values.items():
-        if not (isinstance(value, int) and value >= 1):
-            raise ConfigError(f"{name}={value!r}: expected an integer >= 1")
+# Numeric options, checked where a command reads its config (common.check_options).
+OPTIONS = {
+    "num_keypoints": "count", "replay_capacity": "count", "mp_num_steps": "count",
+    "num_iters": "count", "warmup_steps": "index", "update_every": "count", "batch_size": "count",
+    "learning_rate": "positive", "window_size": "count", "n_step": "count", "gamma": "fraction",
+    "tau": "rate", "max_grad_norm": "positive", "epsilon_start": "fraction",
+    "epsilon_end": "fraction", "num_envs": "count", "eval_every": "count",
+    "eval_episodes": "count", "eval_time_limit": "count", "log_every": "count",
+    "ckpt_keep": "count", "save_every_mins": "non-negative",
+    "num_eval_episodes": "count",
+}
 
 
 # --------------------------------------------------------------------------------------
@@ -240,19 +254,48 @@ def load_keypoint_model(strategy, kp_type, vis_ckpt_fname, vis_load, env, num_ke
     if not vis_ckpt_fname:
         raise ConfigError("vis_ckpt_fname is not set; give the keypoint run folder "
                           "(permakey_exp/... or transporter_exp/...)")
-    expected = {"kind": kp_type, "env": preprocess.canonical_env(env),
+    expected = {"kind": KEYPOINT_KINDS[kp_type], "env": preprocess.canonical_env(env),
                 "num_keypoints": num_keypoints, "noise_type": noise_type}
     with strategy.scope():
         model, _ = runs.load_keypoint_model(vis_ckpt_fname, vis_load, expected)
+        if kp_type == "fixed":
+            model = FixedKeypoints(model, num_keypoints)
         observe(model, tf.zeros([1, 84, 84, 3], tf.uint8))
     return model
+
+
+def fixed_places(num_keypoints):
+    """K places spread over the screen, (y, x) in [-1, 1] [K, 2]: the centres of the cells
+    of a grid of ceil(sqrt(K)) columns and ceil(K / columns) rows, row by row, the first
+    K (K = 7: a 3 x 3 grid at -2/3, 0, 2/3 less its last two cells)."""
+    columns = int(np.ceil(np.sqrt(num_keypoints)))
+    rows = int(np.ceil(num_keypoints / columns))
+    ys = (np.arange(rows) + 0.5) / rows * 2 - 1
+    xs = (np.arange(columns) + 0.5) / columns * 2 - 1
+    return np.stack(np.meshgrid(ys, xs, indexing="ij"), -1).reshape(-1, 2)[:num_keypoints]
+
+
+class FixedKeypoints:
+    """The control agent's keypoint model: a PermaKey run's encoder features, with the
+    keypoints at fixed_places whatever the frame. What an agent reaches with it is what
+    the encoder features alone give, without keypoints that carry information."""
+
+    def __init__(self, permakey, num_keypoints):
+        self.permakey = permakey
+        self.places = tf.constant(fixed_places(num_keypoints), tf.float32)  # [K, 2]
+
+    def keypoints_and_features(self, images, is_training=False):
+        """Centres [B, K, 2] (the fixed places), no heatmaps, PermaKey's features."""
+        features = image_features(self.permakey, images)
+        centres = tf.tile(self.places[tf.newaxis], [tf.shape(images)[0], 1, 1])
+        return centres, None, features
 
 
 def observe(kp_model, frames):
     """The whole frozen keypoint model, while acting: uint8 frames [N, 84, 84, 3] ->
     centres [N, K, 2] and encoder features [N, 42, 42, C]."""
     images = tf.cast(frames, tf.float32) / 255.0
-    if isinstance(kp_model, vision_modules.PermaKey):
+    if isinstance(kp_model, (vision_modules.PermaKey, FixedKeypoints)):
         centres, _, features = kp_model.keypoints_and_features(images, is_training=False)
     else:
         centres, _, features = kp_model.keypoints(images, is_training=False)
@@ -263,7 +306,13 @@ def encoder_features(kp_model, frames):
     """Only the cheap part of `observe`, for replayed frames whose centres were kept:
     uint8 [N, 84, 84, 3] -> encoder features [N, 42, 42, C] (PermaKey: the last LSP
     layer's activations; Transporter: its encoder's output), float32."""
-    images = tf.cast(frames, tf.float32) / 255.0
+    return image_features(kp_model, tf.cast(frames, tf.float32) / 255.0)
+
+
+def image_features(kp_model, images):
+    """encoder_features of images [N, 84, 84, 3] in [0, 1]."""
+    if isinstance(kp_model, FixedKeypoints):
+        kp_model = kp_model.permakey
     if isinstance(kp_model, vision_modules.PermaKey):
         _, _, activations = kp_model.encoder(images, is_training=False)
         features = activations[kp_model.lsp_layers[-1]]
@@ -410,9 +459,26 @@ def greedy_returns(act, actor, env, noise_type, seeds, eval_time_limit, async_en
 # Logging: Sacred metrics, TensorBoard, evaluations.json / .csv (chief only)
 
 
+# The authors' checkpoint rule (their agent_train.py): after a periodic evaluation, keep
+# the policy when its mean return is at least this share of the best mean so far; that
+# mean then becomes the best (even when a little below it).
+SELECT_SHARE = 0.95
+
+
+def select_policy(mean, best):
+    """(kept, best after, why) of the authors' rule for one evaluation's mean, given the
+    best mean so far (None before the first evaluation)."""
+    if best is None:
+        return True, mean, "first evaluation"
+    if mean >= SELECT_SHARE * best:
+        return True, mean, f"mean {mean:.1f} >= {SELECT_SHARE} x best {best:.1f}"
+    return False, best, f"mean {mean:.1f} < {SELECT_SHARE} x best {best:.1f}"
+
+
 class Metrics:
     """Scalars to Sacred and TensorBoard; periodic evaluations also to JSON and CSV in the
-    run folder. Silent without a run folder (non-chief workers)."""
+    run folder, each with the selection rule's verdict (select_policy). Silent without a
+    run folder (non-chief workers)."""
 
     def __init__(self, _run, run_dir, env_step):
         self._run, self._run_dir = _run, run_dir
@@ -420,6 +486,7 @@ class Metrics:
         # A resumed run continues from its checkpoint: drop evaluations logged after it.
         logged = runs.read_json(self._path("json"), default=[]) if run_dir else []
         self.evaluations = [e for e in logged if e["step"] <= env_step]
+        self.best = self.evaluations[-1].get("best") if self.evaluations else None
 
     def _path(self, suffix):
         return os.path.join(self._run_dir, f"evaluations.{suffix}")
@@ -434,19 +501,22 @@ class Metrics:
         self._writer.flush()
 
     def evaluation(self, step, returns):
+        """Log one periodic evaluation; returns its stats, "selected" among them."""
         stats = {"mean": float(np.mean(returns)), "std": float(np.std(returns)),
                  "min": float(np.min(returns)), "max": float(np.max(returns))}
         self.scalars("eval", stats, step)
+        selected, self.best, why = select_policy(stats["mean"], self.best)
+        stats.update(selected=selected, best=self.best, why=why)
         if not self._run_dir:
             return stats
         self.evaluations.append(dict(step=step, **stats, returns=[float(r) for r in returns]))
         runs.write_json(self._path("json"), self.evaluations)
         with runs.atomic_path(self._path("csv")) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["step", "mean", "std", "min", "max", "episodes"])
+            writer.writerow(["step", "mean", "std", "min", "max", "episodes", "selected"])
             for e in self.evaluations:
                 writer.writerow([e["step"], e["mean"], e["std"], e["min"], e["max"],
-                                 len(e["returns"])])
+                                 len(e["returns"]), int(e.get("selected", False))])
         return stats
 
 
@@ -484,6 +554,66 @@ def checkpoint_managers(checkpoint, run_dir, resume_dir, ckpt_keep):
     if resume_dir and not run_dir:
         restore = tf.train.CheckpointManager(checkpoint, os.path.join(resume_dir, "ckpt"), None)
     return save, restore
+
+
+SELECTED_DIR = "ckpt_selected"  # the policies the selection rule kept, apart from ckpt/
+
+
+def keep_selected(checkpoint, run_dir):
+    """Copy a saved checkpoint (its path prefix, ckpt/ckpt-<step>) into <run>/ckpt_selected/.
+
+    A copy of the files, not a second save: on a cluster only the chief evaluates, and a
+    save would need every worker."""
+    folder = os.path.join(run_dir, SELECTED_DIR)
+    os.makedirs(folder, exist_ok=True)
+    for path in glob.glob(checkpoint + ".*"):
+        shutil.copy2(path, os.path.join(folder, os.path.basename(path)))
+
+
+def selected_steps(run_dir):
+    """Steps of a run's selected checkpoints, in order."""
+    found = glob.glob(os.path.join(run_dir, SELECTED_DIR, "ckpt-*.index"))
+    return sorted(int(os.path.basename(path)[len("ckpt-"):-len(".index")]) for path in found)
+
+
+def policy_checkpoint(run_dir, step=None):
+    """(checkpoint path, step, how chosen) of an agent run's policy for evaluation: the
+    selected checkpoint at `step`, by default the last one selected; a run without
+    selected checkpoints (made before the rule) gives its last checkpoint."""
+    steps = selected_steps(run_dir)
+    if step is not None:
+        if step not in steps:
+            raise ConfigError(f"agent run {run_dir} has no selected checkpoint at step {step}; "
+                              f"selected: {', '.join(map(str, steps)) or 'none'}")
+        return os.path.join(run_dir, SELECTED_DIR, f"ckpt-{step}"), step, "selected (given)"
+    if steps:
+        return os.path.join(run_dir, SELECTED_DIR, f"ckpt-{steps[-1]}"), steps[-1], "selected"
+    last = tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt"))
+    if last is None:
+        raise ConfigError(f"agent run {run_dir} has no checkpoint in ckpt/")
+    return last, int(last.rsplit("-", 1)[1]), "last (no selected checkpoint)"
+
+
+def game_runs(game_dir):
+    """The numbered agent run folders of one experiment folder
+    (<exp_root>/<noise>/<kp_type>/<encoder>/<env>), in order."""
+    found = [d for d in glob.glob(os.path.join(game_dir, "*")) if os.path.basename(d).isdigit()]
+    return sorted(found, key=lambda d: int(os.path.basename(d)))
+
+
+def resolve_policies(load_ckpts, game_dir):
+    """[(run folder, checkpoint, step, how chosen)] for evaluate's load_ckpts: run folders
+    (each its last selected checkpoint), or the authors' form, one selected step per run
+    of the experiment folder `game_dir` in run order (load_ckpts=30000,80000,50000)."""
+    given = as_list(load_ckpts)
+    if given and all(isinstance(g, int) and not isinstance(g, bool) for g in given):
+        folders = game_runs(game_dir)
+        if len(folders) != len(given):
+            raise ConfigError(f"load_ckpts={','.join(map(str, given))} gives {len(given)} "
+                              f"steps for the {len(folders)} runs in {game_dir}; give one "
+                              f"step per run, or run folders")
+        return [(run, *policy_checkpoint(run, step)) for run, step in zip(folders, given)]
+    return [(str(run), *policy_checkpoint(str(run))) for run in given]
 
 
 def recorded_keypoint_run(run_dir, vis_ckpt_fname, vis_load):
@@ -632,15 +762,13 @@ def restore_replay(buffer, path, step):
 
 @ex.main
 @one_line_errors
-def train(_run, env, noise_type, num_iters, warmup_steps, update_every, batch_size,
+def train(_run, _config, env, noise_type, num_iters, warmup_steps, update_every, batch_size,
           epsilon_start, epsilon_end, num_envs, async_envs, eval_every, eval_episodes,
           eval_time_limit, log_every, save_every_mins, seed, replay_capacity):
     """Train a keypoint agent: act in num_envs games at once, learn from replayed windows,
     evaluate greedily and checkpoint every eval_every steps (and at the end); a single-host
     run also checkpoints every save_every_mins and, stopping, on SIGTERM or SIGINT."""
-    check_positive_ints(num_iters=num_iters, update_every=update_every, batch_size=batch_size,
-                        num_envs=num_envs, eval_every=eval_every, eval_episodes=eval_episodes,
-                        log_every=log_every, replay_capacity=replay_capacity)
+    check_options(_config, OPTIONS)
     learner = set_up(_run)
     run_dir, buffer = learner.run_dir, learner.buffer
     start_step, updates = int(learner.counters["env_step"]), int(learner.counters["updates"])
@@ -662,6 +790,7 @@ def train(_run, env, noise_type, num_iters, warmup_steps, update_every, batch_si
     progress = tqdm(total=num_iters, initial=start_step, unit="step", mininterval=2,
                     disable=run_dir is None)
     log_step, log_time, last_save = start_step, time.time(), time.time()
+    waited = False  # acted past the warm-up because no episode had ended
     # a single-host run saves on SIGTERM / SIGINT and stops (a cluster keeps the default)
     with runs.StopSignals() if learner.num_workers == 1 else contextlib.nullcontext() as stop:
         while env_step < num_iters:
@@ -680,10 +809,14 @@ def train(_run, env, noise_type, num_iters, warmup_steps, update_every, batch_si
             progress.update(num_envs)
 
             updates_due = earlier_updates + max(0, (env_step - first_update) // update_every + 1)
+            if updates_due > updates and buffer.num_episodes == 0:
+                # The warm-up ended before any episode did: act on until one has, and count
+                # the updates from then.
+                if not waited:
+                    print(f"no episode has ended in the {warmup_steps} warm-up steps; acting on "
+                          f"until one has, then updating")
+                first_update, updates_due, waited = env_step + num_envs, updates, True
             if updates_due > updates:
-                if buffer.num_episodes == 0:
-                    raise ConfigError(f"no episode ended during the {warmup_steps} warm-up steps; "
-                                      f"raise warmup_steps")
                 for _ in range(updates_due - updates):
                     batch = buffer.sample(batch_size)                          # [B, T, ...] numpy
                     losses.append(float(learner.update(
@@ -708,12 +841,16 @@ def train(_run, env, noise_type, num_iters, warmup_steps, update_every, batch_si
                                          eval_time_limit, async_envs)
                 stats = metrics.evaluation(env_step, returns)
                 progress.write(f"step {env_step}: eval return {stats['mean']:.1f} "
-                               f"+- {stats['std']:.1f} ({eval_episodes} episodes)")
+                               f"+- {stats['std']:.1f} ({eval_episodes} episodes); "
+                               f"{'selected' if stats['selected'] else 'not selected'}: "
+                               f"{stats['why']}")
             timed = stop and (stop.received or time.time() - last_save >= 60 * save_every_mins)
             if due or timed:
                 learner.save(env_step, updates)
                 last_save = time.time()
                 next_eval = (env_step // eval_every + 1) * eval_every
+            if due and run_dir and stats["selected"]:
+                keep_selected(learner.manager.latest_checkpoint, run_dir)
             if stop and stop.received:
                 progress.close()
                 envs.close()
@@ -763,28 +900,34 @@ def keypoint_runs_per_policy(policies, vis_ckpt_fname, vis_load):
 
 @ex.command
 @one_line_errors
-def evaluate(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, num_keypoints,
-             vis_ckpt_fname, vis_load, load_ckpts, eval_seeds, num_eval_episodes,
-             eval_time_limit, async_envs, precision):
+def evaluate(_run, _config, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps,
+             num_keypoints, vis_ckpt_fname, vis_load, load_ckpts, eval_seeds, num_eval_episodes,
+             eval_time_limit, async_envs, precision, exp_root):
     """The paper's protocol: num_eval_episodes greedy eval-mode episodes per eval seed and
-    trained policy (the last checkpoint of each run folder in load_ckpts); per seed the
-    mean of the policy means and the pooled std; the median over seeds."""
+    trained policy (load_ckpts: run folders, each its last selected checkpoint, or one
+    selected step per run of this game's experiment folder); per seed the mean of the
+    policy means and the pooled std; the median over seeds."""
+    check_options(_config, OPTIONS)
     spec = agent_spec()
-    policies = as_list(load_ckpts)
     seeds = as_list(eval_seeds)
-    if not policies:
-        raise ConfigError("load_ckpts is not set; give the agent run folders, "
-                          "e.g. load_ckpts=A,B,C")
+    if not as_list(load_ckpts):
+        raise ConfigError("load_ckpts is not set; give the agent run folders (load_ckpts=A,B,C) "
+                          "or one selected step per run (load_ckpts=30000,80000,50000)")
     if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise ConfigError(f"eval_seeds={eval_seeds!r}: expected integers >= 0, e.g. 1,2,3,4,5")
-    check_positive_ints(num_eval_episodes=num_eval_episodes)
+    game_dir = os.path.join(exp_root, str(noise_type), str(kp_type), str(kpt_encoder_type),
+                            preprocess.env_name(env))
+    for policy in as_list(load_ckpts):
+        if isinstance(policy, str):
+            runs.check_model_spec(policy, spec)
+    resolved = resolve_policies(load_ckpts, game_dir)
+    for run in {run for run, *_ in resolved}:
+        runs.check_model_spec(run, spec)
+    policies = [run for run, *_ in resolved]
+    checkpoints = [checkpoint for _, checkpoint, _, _ in resolved]
+    for p, (run, _, step, how) in enumerate(resolved):
+        print(f"P{p + 1}: {run} at step {step} ({how})")
     precision = runs.resolve_precision(precision)
-    checkpoints = []
-    for policy in policies:
-        runs.check_model_spec(policy, spec)
-        checkpoints.append(tf.train.latest_checkpoint(os.path.join(policy, "ckpt")))
-        if checkpoints[-1] is None:
-            raise ConfigError(f"agent run {policy} has no checkpoint in ckpt/")
     keypoint_runs = keypoint_runs_per_policy(policies, vis_ckpt_fname, vis_load)
     kp_models = {run: load_keypoint_model(tf.distribute.get_strategy(), kp_type, *run, env,
                                           num_keypoints, noise_type)
@@ -798,16 +941,20 @@ def evaluate(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, num
         tf.train.Checkpoint(online=actor).restore(checkpoint).assert_existing_objects_matched() \
             .expect_partial()
         act = make_act_fn(kp_model, actor, kpt_encoder_type, precision)
-        for s, seed in enumerate(tqdm(seeds, desc=f"policy {p + 1}/{len(policies)}", unit="seed")):
-            returns[s, p] = greedy_returns(act, actor, env, noise_type,
-                                           env_seeds(seed, num_eval_episodes, EVAL_SEEDS),
-                                           eval_time_limit, async_envs)
+        # every seed's episodes side by side: one batched forward pass per step
+        episode_seeds = [s for seed in seeds
+                         for s in env_seeds(seed, num_eval_episodes, EVAL_SEEDS)]
+        print(f"policy {p + 1}/{len(policies)}: {len(episode_seeds)} episodes at once")
+        returns[:, p] = greedy_returns(act, actor, env, noise_type, episode_seeds,
+                                       eval_time_limit, async_envs).reshape(len(seeds), -1)
 
     summary = plots.protocol_summary(returns)
     print(format_table(seeds, policies, summary))
     out_dir = runs.run_dir_of(_run) or "."
     m = summary["median_index"]
     result = {"policies": [os.path.abspath(p) for p in policies], "eval_seeds": seeds,
+              "policy_steps": [step for _, _, step, _ in resolved],
+              "policy_choice": [how for _, _, _, how in resolved],
               "keypoint_runs": [[os.path.abspath(run), load] for run, load in keypoint_runs],
               "returns": returns.tolist(), "policy_means": summary["policy_means"].tolist(),
               "seed_means": summary["seed_means"].tolist(),

@@ -154,7 +154,7 @@ def test_smoke_run_writes_checkpoints_and_evaluations(agent_run):
     assert [e["step"] for e in evaluations] == [150, 300]
     assert all(len(e["returns"]) == 2 for e in evaluations)
     with open(os.path.join(run_dir, "evaluations.csv")) as f:
-        assert f.readline().strip() == "step,mean,std,min,max,episodes"
+        assert f.readline().strip() == "step,mean,std,min,max,episodes,selected"
         assert len(f.readlines()) == 2
     metrics = read_json(run_dir, "metrics.json")
     assert {"eval.mean", "train.loss", "train.epsilon"} <= set(metrics)
@@ -185,6 +185,99 @@ def test_resume_without_a_saved_replay_warms_up_again(tmp_path, tiny_transporter
     assert checkpoint_counters(run_dir) == {"env_step": 320, "updates": 21}
 
 
+def test_a_warm_up_shorter_than_an_episode_acts_on_until_one_has_ended(tmp_path,
+                                                                     tiny_transporter_run,
+                                                                     capsys):
+    # A MsPacman life takes ~110-190 random steps: none has ended after 20.
+    config = agent_config(tmp_path, tiny_transporter_run[1], "transporter", warmup_steps=20,
+                          eval_every=1000)
+    run_dir = agent_train.ex.run(config_updates=config).observers[0].dir
+    assert ("no episode has ended in the 20 warm-up steps; acting on until one has, then "
+            "updating") in capsys.readouterr().out
+    # updates every 4 steps from the end of the first episode, not from step 20
+    assert 1 <= checkpoint_counters(run_dir)["updates"] <= (300 - 110) // 4 + 1
+
+
+# --------------------------------------------------------------------------------------
+# The authors' checkpoint protocol: selection rule, selected checkpoints, load_ckpts.
+
+
+def test_selection_rule_on_a_hand_made_sequence_of_means():
+    best, kept = None, []
+    for mean in (100, 90, 96, 200, 180, 195, 185.25):
+        selected, best, why = agent_train.select_policy(mean, best)
+        kept.append((selected, best))
+    # 90 < 0.95 x 100; 96 >= 95 becomes the best though below 100; 180 < 190; 195 >= 190;
+    # 185.25 = 0.95 x 195 exactly: kept
+    assert kept == [(True, 100), (False, 100), (True, 96), (True, 200), (False, 200),
+                    (True, 195), (True, 185.25)]
+    assert why == "mean 185.2 >= 0.95 x best 195.0"
+
+
+def test_smoke_run_keeps_the_selected_checkpoints_apart(agent_run):
+    _, run_dir = agent_run
+    evaluations = read_json(run_dir, "evaluations.json")
+    assert evaluations[0]["selected"] and evaluations[0]["why"] == "first evaluation"
+    selected = [e["step"] for e in evaluations if e["selected"]]
+    assert agent_train.selected_steps(run_dir) == selected
+    best = None
+    for e in evaluations:  # the recorded verdicts follow the rule
+        assert (e["selected"], e["best"]) == agent_train.select_policy(e["mean"], best)[:2]
+        best = e["best"]
+    with open(os.path.join(run_dir, "evaluations.csv")) as f:
+        assert f.readline().strip().endswith(",episodes,selected")
+
+
+def test_load_ckpts_run_folders_and_the_authors_step_form(agent_run, tmp_path):
+    config, run_dir = agent_run
+    game_dir = os.path.dirname(run_dir)
+    last = agent_train.selected_steps(run_dir)[-1]
+    [(run, checkpoint, step, how)] = agent_train.resolve_policies(run_dir, game_dir)
+    assert (run, step, how) == (run_dir, last, "selected")
+    assert checkpoint == os.path.join(run_dir, "ckpt_selected", f"ckpt-{last}")
+    first = agent_train.selected_steps(run_dir)[0]
+    [(run, checkpoint, step, how)] = agent_train.resolve_policies((first,), game_dir)
+    assert (run, step, how) == (run_dir, first, "selected (given)")
+    with pytest.raises(runs.ConfigError, match="gives 2 steps for the 1 runs in"):
+        agent_train.resolve_policies((first, first), game_dir)
+    with pytest.raises(runs.ConfigError, match="no selected checkpoint at step 7; selected: "):
+        agent_train.resolve_policies((7,), game_dir)
+    # a run made before the rule (no ckpt_selected/) is scored at its last checkpoint
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old, ignore=shutil.ignore_patterns("ckpt_selected", "replay*"))
+    [(_, _, step, how)] = agent_train.resolve_policies(str(old), game_dir)
+    assert how == "last (no selected checkpoint)" and step == checkpoint_counters(old)["env_step"]
+
+
+# --------------------------------------------------------------------------------------
+# The control: keypoints at fixed places over PermaKey's features.
+
+
+def test_fixed_places_by_hand():
+    np.testing.assert_allclose(agent_train.fixed_places(4),
+                               [[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])
+    seven = agent_train.fixed_places(7)
+    assert seven.shape == (7, 2) and len({tuple(p) for p in seven}) == 7
+    np.testing.assert_allclose(seven[[0, 4, 6]], [[-2 / 3, -2 / 3], [0, 0], [2 / 3, -2 / 3]])
+
+
+def test_control_keypoints_ignore_the_frame_and_keep_permakeys_features(tiny_pkey_run):
+    strategy = tf.distribute.get_strategy()
+    control = agent_train.load_keypoint_model(strategy, "fixed", tiny_pkey_run[1], "best",
+                                              "mspacman", 3, "none")
+    permakey = agent_train.load_keypoint_model(strategy, "permakey", tiny_pkey_run[1], "best",
+                                               "mspacman", 3, "none")
+    frames = mspacman_frames(6)
+    centres, features = agent_train.observe(control, frames)
+    np.testing.assert_array_equal(centres, np.repeat(agent_train.fixed_places(3)[None], 6, 0))
+    _, permakey_features = agent_train.observe(permakey, frames)
+    np.testing.assert_allclose(features, permakey_features, atol=1e-6)
+    np.testing.assert_allclose(agent_train.encoder_features(control, frames), features,
+                               atol=1e-6)
+    # the control's spec is its own, its keypoint run a PermaKey one
+    assert agent_train.KEYPOINT_KINDS["fixed"] == "permakey"
+
+
 def test_evaluate_prints_the_per_seed_table_and_writes_json(agent_run, capsys):
     config, run_dir = agent_run
     run = agent_train.ex.run("evaluate", config_updates=dict(
@@ -193,6 +286,8 @@ def test_evaluate_prints_the_per_seed_table_and_writes_json(agent_run, capsys):
     out = capsys.readouterr().out
     assert "median over seeds" in out
     result = read_json(run.observers[0].dir, "evaluation.json")
+    assert result["policy_steps"] == [agent_train.selected_steps(run_dir)[-1]] * 2
+    assert f"P1: {run_dir} at step {result['policy_steps'][0]} (selected)" in out
     returns = np.array(result["returns"])
     assert returns.shape == (2, 2, 2)                          # seeds, policies, episodes
     np.testing.assert_array_equal(returns[:, 0], returns[:, 1])  # same policy, same seeds
