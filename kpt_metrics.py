@@ -386,10 +386,10 @@ def random_on_distractor(bar_masks, radius=4.0, grid_step=0.5, chunk=8):
     return shares
 
 
-def distractor_ratios(metrics, clean_metrics, bar_masks, radius=4.0):
+def distractor_ratios(metrics, clean_metrics, expected):
     """attraction and robustness (module docstring) of one model: `metrics` on frames
-    with bars (bar_masks [N, 84, 84]), `clean_metrics` on the same frames without."""
-    expected = float(random_on_distractor(bar_masks, radius).mean())
+    with bars, `clean_metrics` on the same frames without, `expected` the mean
+    random_on_distractor of those bars (computed once per set of frames)."""
     return {"precision_clean": clean_metrics["precision"],
             "attraction": metrics["on_distractor"] / expected if expected else float("nan"),
             "robustness": (metrics["precision"] / clean_metrics["precision"]
@@ -479,6 +479,8 @@ def measure_models(models, env, data_dir, noise_type="none", radius=4.0, num_fra
     clean = arrays["frames"][:num_frames]
     frames = preprocess.add_distractors(clean, noise_type, rng)
     bar_masks = (frames == preprocess.BAR_COLOUR).all(-1) if noise_type != "none" else None
+    if bar_masks is not None:
+        expected = float(random_on_distractor(bar_masks, radius).mean())
     rows = {}
     for name, model in models.items():
         centres = model_centres(model, frames)
@@ -486,12 +488,12 @@ def measure_models(models, env, data_dir, noise_type="none", radius=4.0, num_fra
         rows[name]["spread"] = keypoint_spread(centres)
         if bar_masks is not None:
             clean_metrics = keypoint_metrics(model_centres(model, clean), boxes, radius)
-            rows[name].update(distractor_ratios(rows[name], clean_metrics, bar_masks, radius))
+            rows[name].update(distractor_ratios(rows[name], clean_metrics, expected))
     num_keypoints = rows[next(iter(rows))]["num_keypoints"] // len(frames)
     rows["random"] = random_baseline(boxes, num_keypoints, radius, rng, bar_masks)
     if bar_masks is not None:
-        rows["random"]["attraction"] = distractor_ratios(rows["random"], rows["random"], bar_masks,
-                                                         radius)["attraction"]
+        rows["random"]["attraction"] = distractor_ratios(rows["random"], rows["random"],
+                                                         expected)["attraction"]
     return rows
 
 
@@ -523,6 +525,8 @@ def split_probe(env, data_dir, noise_type="none", metrics_radius=4.0, valid_metr
     clean = arrays["frames"][picks]
     frames = preprocess.add_distractors(clean, noise_type, np.random.default_rng(seed))
     bar_masks = (frames == preprocess.BAR_COLOUR).all(-1) if noise_type != "none" else None
+    if bar_masks is not None:  # the same bars at every probe
+        expected = float(random_on_distractor(bar_masks, metrics_radius).mean())
 
     def batches(uint8_frames):
         return tf.data.Dataset.from_tensor_slices(uint8_frames).batch(32).map(
@@ -543,7 +547,7 @@ def split_probe(env, data_dir, noise_type="none", metrics_radius=4.0, valid_metr
         metrics["spread"] = keypoint_spread(centres)
         if bar_masks is not None:
             clean_metrics = keypoint_metrics(centres_of(clean), boxes, metrics_radius)
-            metrics.update(distractor_ratios(metrics, clean_metrics, bar_masks, metrics_radius))
+            metrics.update(distractor_ratios(metrics, clean_metrics, expected))
         return {k: v for k, v in metrics.items() if k not in ("num_keypoints", "num_objects")}
 
     return probe

@@ -302,32 +302,34 @@ def test_distractor_ratios_of_keypoints_on_the_bars_on_sprites_and_at_random():
     clean = km.keypoint_metrics(on_sprite, boxes)
     # keypoints that stay on the sprite with bars elsewhere: never near a bar, not displaced
     sprite = km.keypoint_metrics(on_sprite, boxes, bar_masks=masks)
-    ratios = km.distractor_ratios(sprite, clean, masks)
+    ratios = km.distractor_ratios(sprite, clean, expected)
     assert ratios == {"precision_clean": 1.0, "attraction": 0.0, "robustness": 1.0}
     # keypoints that the bars pull off the sprite: always on a bar, precision lost
     bar = km.keypoint_metrics(on_bar, boxes, bar_masks=masks)
-    ratios = km.distractor_ratios(bar, clean, masks)
+    ratios = km.distractor_ratios(bar, clean, expected)
     assert ratios["attraction"] == pytest.approx(1 / expected)  # 3.46
     assert ratios["robustness"] == 0.0
     # half the keypoints on a bar: attraction half of that
     half = km.keypoint_metrics(np.concatenate([on_sprite, on_bar], 1), boxes, bar_masks=masks)
-    assert km.distractor_ratios(half, half, masks)["attraction"] == pytest.approx(0.5 / expected)
+    assert km.distractor_ratios(half, half, expected)["attraction"] == pytest.approx(0.5 / expected)
     # uniformly random keypoints: attraction 1 within Monte Carlo error
     rng = np.random.default_rng(0)
     many = np.repeat(masks, 500, axis=0)
     random_centres = rng.uniform(-1, 1, (1000, 20, 2))
     random_metrics = km.keypoint_metrics(random_centres, boxes * 500, bar_masks=many)
-    assert km.distractor_ratios(random_metrics, random_metrics, many)["attraction"] == \
+    assert km.distractor_ratios(random_metrics, random_metrics,
+                                 km.random_on_distractor(many).mean())["attraction"] == \
         pytest.approx(1.0, abs=0.03)
 
 
 def test_distractor_ratios_without_clean_precision_or_bars_are_nan():
     masks, boxes = bar_frames()
     far = km.keypoint_metrics(to_centres([[[5, 5]]] * 2), boxes, bar_masks=masks)
-    ratios = km.distractor_ratios(far, far, masks)
+    ratios = km.distractor_ratios(far, far, km.random_on_distractor(masks).mean())
     assert math.isnan(ratios["robustness"]) and ratios["attraction"] == 0.0
     no_bars = np.zeros_like(masks)
-    assert math.isnan(km.distractor_ratios(far, far, no_bars)["attraction"])
+    expected = km.random_on_distractor(no_bars).mean()  # 0: no bars
+    assert math.isnan(km.distractor_ratios(far, far, expected)["attraction"])
 
 
 def test_random_baseline_matches_the_area_within_reach_of_one_box():
