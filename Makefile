@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test demo bench figure2 clean
+.PHONY: install test demo bench figure2 table1 clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,17 @@ bench: install
 BUDGET ?= 30
 figure2: install
 	$(PY) experiments.py figure2 with budget=$(BUDGET)
+
+# The paper's Table 1 on one game: the keypoint agents (AGENTS, default PKey-GNN,
+# Transporter-GNN and the fixed-keypoint control), their floors (random policy; each agent
+# after its warm-up), SEEDS training seeds of STEPS environment steps, one run after
+# another, each scored by the authors' protocol; a second call continues (experiments.py).
+GAME ?= mspacman
+SEEDS ?= 3
+STEPS ?= 100000
+table1: install
+	$(PY) experiments.py table1 with $(GAME) seeds=$(SEEDS) steps=$(STEPS) \
+		$(if $(AGENTS),agents=$(AGENTS))
 
 clean:
 	rm -rf $(VENV)

@@ -15,8 +15,9 @@ Runs live in rl_exp/<noise_type>/<kp_type>/<kpt_encoder_type>/<env>/<run id>/: S
 files, model.json (what the agent checkpoints hold, and which keypoint run they read),
 tb/ (TensorBoard), evaluations.json and evaluations.csv (periodic greedy evaluations,
 each with the authors' selection rule's verdict), ckpt/ (the resumable checkpoints:
-online and target Q-networks, optimizer, step counters) and ckpt_selected/ (the
-checkpoints the rule kept: the policies `evaluate` scores).
+online and target Q-networks, optimizer, step counters), ckpt_selected/ (the
+checkpoints the rule kept: the policies `evaluate` scores) and time.json (wall and CPU
+seconds of the training, over its resumes).
 
 Reading order: config; devices; the frozen keypoint model and the agent's inputs; the
 Q-networks; acting in several environments at once; greedy evaluation; the training
@@ -48,6 +49,7 @@ from sacred import Experiment
 from tqdm import tqdm
 
 import agent
+import bench
 import layers
 import plots
 import preprocess
@@ -63,6 +65,7 @@ EXP_ROOT = "rl_exp"
 KP_TYPES = ("permakey", "transporter", "fixed")
 # The keypoint model kind each kp_type loads (its run's model.json "kind").
 KEYPOINT_KINDS = {"permakey": "permakey", "transporter": "transporter", "fixed": "permakey"}
+RANDOM = "random"  # evaluate load_ckpts=random: the uniformly random policy, the protocol's floor
 
 
 # --------------------------------------------------------------------------------------
@@ -105,7 +108,7 @@ def config():
     devices = None  # TF device names instead of gpu ids, e.g. "/cpu:0,/cpu:1" (tests)
     resume_dir = None  # a run folder to continue from its last checkpoint
     exp_root = EXP_ROOT
-    load_ckpts = None  # evaluate: agent run folders, or one selected step per run of the game
+    load_ckpts = None  # evaluate: agent run folders, one selected step per run, or random
     precision = "auto"  # auto | float32 | bf16: keypoint model and encoder compute in bfloat16
     save_replay = True  # keep the replay with each checkpoint (replay.npy.gz), for resume
     eval_seeds = (1, 2, 3, 4, 5)  # evaluate
@@ -417,7 +420,7 @@ def zero_where(state, done):
 # Environments and greedy evaluation
 
 
-TRAIN_SEEDS, EVAL_SEEDS = 0, 1
+TRAIN_SEEDS, EVAL_SEEDS, RANDOM_POLICY = 0, 1, 2  # seed purposes (env_seeds)
 
 
 def env_seeds(seed, count, purpose, *stream):
@@ -439,20 +442,37 @@ def make_envs(env, mode, seeds, noise_type, eval_time_limit, async_envs):
     return vector_env(make, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
-def greedy_returns(act, actor, env, noise_type, seeds, eval_time_limit, async_envs):
-    """Raw returns [len(seeds)] of one greedy episode per seed, played side by side in
-    eval mode (whole games, unclipped rewards, at most eval_time_limit steps)."""
+def play_returns(policy, env, noise_type, seeds, eval_time_limit, async_envs):
+    """Raw returns [len(seeds)] of one eval-mode episode per seed (whole games, unclipped
+    rewards, at most eval_time_limit steps), played side by side; policy(frames
+    [N, 84, 84, 3]) -> actions [N] (greedy_policy, random_policy)."""
     envs = make_envs(env, "eval", seeds, noise_type, eval_time_limit, async_envs)
     frames, _ = envs.reset()
-    state = actor.initial_state(len(seeds))
     returns, playing = np.zeros(len(seeds)), np.ones(len(seeds), bool)
     while playing.any():
-        q_values, state, _ = act(frames, state)
-        frames, rewards, terminated, truncated, _ = envs.step(np.argmax(q_values, axis=-1))
+        frames, rewards, terminated, truncated, _ = envs.step(policy(frames))
         returns += rewards * playing
         playing &= ~(terminated | truncated)
     envs.close()
     return returns
+
+
+def greedy_policy(act, actor, count):
+    """The greedy policy of a Q-network in `count` games at once (one batched forward
+    pass per step); it carries the recurrent state from step to step."""
+    state = actor.initial_state(count)
+
+    def choose(frames):
+        nonlocal state
+        q_values, state, _ = act(frames, state)
+        return np.argmax(q_values, axis=-1)
+    return choose
+
+
+def random_policy(num_actions, seed):
+    """A uniformly random policy (the floor of the evaluation protocol)."""
+    rng = np.random.default_rng([RANDOM_POLICY, seed])
+    return lambda frames: rng.integers(num_actions, size=len(frames))
 
 
 # --------------------------------------------------------------------------------------
@@ -518,6 +538,28 @@ class Metrics:
                 writer.writerow([e["step"], e["mean"], e["std"], e["min"], e["max"],
                                  len(e["returns"]), int(e.get("selected", False))])
         return stats
+
+
+class TrainingClock:
+    """Wall and CPU (process) seconds of a run's training, summed over its resumes, and
+    the CPUs it ran on: <run>/time.json, written at each checkpoint. Work lost to a kill
+    after the last checkpoint is not counted (its steps are counted again when redone)."""
+
+    def __init__(self, run_dir):
+        self.path = run_dir and os.path.join(run_dir, "time.json")
+        saved = runs.read_json(self.path, default={}) if self.path else {}
+        self.seconds = saved.get("seconds", 0.0)
+        self.cpu_seconds = saved.get("cpu_seconds", 0.0)
+        self.cpus = sorted(set(saved.get("cpus", [])) | {bench.machine()["cpu"]})
+        self.started, self.cpu_started = time.time(), time.process_time()
+
+    def save(self, env_step):
+        if not self.path:
+            return
+        runs.write_json(self.path, {
+            "step": env_step, "seconds": self.seconds + time.time() - self.started,
+            "cpu_seconds": self.cpu_seconds + time.process_time() - self.cpu_started,
+            "cpus": self.cpus})
 
 
 # --------------------------------------------------------------------------------------
@@ -780,7 +822,7 @@ def train(_run, _config, env, noise_type, num_iters, warmup_steps, update_every,
     else:
         first_update, earlier_updates = start_step + warmup_steps, updates
     next_eval = (start_step // eval_every + 1) * eval_every
-    metrics = Metrics(_run, run_dir, start_step)
+    metrics, clock = Metrics(_run, run_dir, start_step), TrainingClock(run_dir)
     rng = np.random.default_rng([seed, learner.worker, start_step])
     envs = make_envs(env, "train", env_seeds(seed, num_envs, TRAIN_SEEDS, learner.worker,
                                              start_step), noise_type, eval_time_limit, async_envs)
@@ -836,9 +878,9 @@ def train(_run, _config, env, noise_type, num_iters, warmup_steps, update_every,
 
             due = env_step >= next_eval or env_step >= num_iters
             if due and run_dir:
-                returns = greedy_returns(learner.act, learner.actor, env, noise_type,
-                                         env_seeds(seed, eval_episodes, EVAL_SEEDS),
-                                         eval_time_limit, async_envs)
+                returns = play_returns(greedy_policy(learner.act, learner.actor, eval_episodes),
+                                       env, noise_type, env_seeds(seed, eval_episodes, EVAL_SEEDS),
+                                       eval_time_limit, async_envs)
                 stats = metrics.evaluation(env_step, returns)
                 progress.write(f"step {env_step}: eval return {stats['mean']:.1f} "
                                f"+- {stats['std']:.1f} ({eval_episodes} episodes); "
@@ -847,6 +889,7 @@ def train(_run, _config, env, noise_type, num_iters, warmup_steps, update_every,
             timed = stop and (stop.received or time.time() - last_save >= 60 * save_every_mins)
             if due or timed:
                 learner.save(env_step, updates)
+                clock.save(env_step)
                 last_save = time.time()
                 next_eval = (env_step // eval_every + 1) * eval_every
             if due and run_dir and stats["selected"]:
@@ -886,6 +929,21 @@ def format_table(seeds, policies, summary):
     return "\n".join(lines)
 
 
+def agent_policies(given, spec, game_dir, vis_ckpt_fname, vis_load):
+    """[(run folder, checkpoint, step, how chosen)] and [(keypoint run, its checkpoint)]
+    of evaluate's agent policies (resolve_policies), each run checked against `spec`."""
+    for policy in given:
+        if isinstance(policy, str):
+            runs.check_model_spec(policy, spec)
+    resolved = resolve_policies(given, game_dir)
+    for run in {run for run, *_ in resolved}:
+        runs.check_model_spec(run, spec)
+    for p, (run, _, step, how) in enumerate(resolved):
+        print(f"P{p + 1}: {run} at step {step} ({how})")
+    policies = [run for run, *_ in resolved]
+    return resolved, keypoint_runs_per_policy(policies, vis_ckpt_fname, vis_load)
+
+
 def keypoint_runs_per_policy(policies, vis_ckpt_fname, vis_load):
     """(keypoint run, checkpoint) for each policy: vis_ckpt_fname names one run for all,
     one per policy, or none (each policy's recorded run)."""
@@ -905,8 +963,9 @@ def evaluate(_run, _config, env, noise_type, kp_type, kpt_encoder_type, mp_num_s
              eval_time_limit, async_envs, precision, exp_root):
     """The paper's protocol: num_eval_episodes greedy eval-mode episodes per eval seed and
     trained policy (load_ckpts: run folders, each its last selected checkpoint, or one
-    selected step per run of this game's experiment folder); per seed the mean of the
-    policy means and the pooled std; the median over seeds."""
+    selected step per run of this game's experiment folder; or `random` once per uniformly
+    random policy, the floor); per seed the mean of the policy means and the pooled std;
+    the median over seeds."""
     check_options(_config, OPTIONS)
     spec = agent_spec()
     seeds = as_list(eval_seeds)
@@ -915,47 +974,54 @@ def evaluate(_run, _config, env, noise_type, kp_type, kpt_encoder_type, mp_num_s
                           "or one selected step per run (load_ckpts=30000,80000,50000)")
     if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise ConfigError(f"eval_seeds={eval_seeds!r}: expected integers >= 0, e.g. 1,2,3,4,5")
-    game_dir = os.path.join(exp_root, str(noise_type), str(kp_type), str(kpt_encoder_type),
-                            preprocess.env_name(env))
-    for policy in as_list(load_ckpts):
-        if isinstance(policy, str):
-            runs.check_model_spec(policy, spec)
-    resolved = resolve_policies(load_ckpts, game_dir)
-    for run in {run for run, *_ in resolved}:
-        runs.check_model_spec(run, spec)
-    policies = [run for run, *_ in resolved]
-    checkpoints = [checkpoint for _, checkpoint, _, _ in resolved]
-    for p, (run, _, step, how) in enumerate(resolved):
-        print(f"P{p + 1}: {run} at step {step} ({how})")
-    precision = runs.resolve_precision(precision)
-    keypoint_runs = keypoint_runs_per_policy(policies, vis_ckpt_fname, vis_load)
-    kp_models = {run: load_keypoint_model(tf.distribute.get_strategy(), kp_type, *run, env,
-                                          num_keypoints, noise_type)
-                 for run in set(keypoint_runs)}  # each distinct keypoint checkpoint once
+    given = as_list(load_ckpts)
     num_actions = action_count(env)
-
-    returns = np.zeros([len(seeds), len(policies), num_eval_episodes])    # [S, P, E]
-    for p, (checkpoint, keypoint_run) in enumerate(zip(checkpoints, keypoint_runs)):
-        kp_model = kp_models[keypoint_run]
-        actor = q_network(kp_model, kpt_encoder_type, mp_num_steps, num_actions)
-        tf.train.Checkpoint(online=actor).restore(checkpoint).assert_existing_objects_matched() \
-            .expect_partial()
-        act = make_act_fn(kp_model, actor, kpt_encoder_type, precision)
-        # every seed's episodes side by side: one batched forward pass per step
-        episode_seeds = [s for seed in seeds
-                         for s in env_seeds(seed, num_eval_episodes, EVAL_SEEDS)]
-        print(f"policy {p + 1}/{len(policies)}: {len(episode_seeds)} episodes at once")
-        returns[:, p] = greedy_returns(act, actor, env, noise_type, episode_seeds,
-                                       eval_time_limit, async_envs).reshape(len(seeds), -1)
+    episode_seeds = [s for seed in seeds for s in env_seeds(seed, num_eval_episodes, EVAL_SEEDS)]
+    returns = np.zeros([len(seeds), len(given), num_eval_episodes])       # [S, P, E]
+    if RANDOM in given:
+        if set(given) != {RANDOM}:
+            raise ConfigError(f"load_ckpts={','.join(map(str, given))} mixes {RANDOM} with "
+                              f"agent runs; evaluate the random policy alone "
+                              f"(load_ckpts={RANDOM},{RANDOM},{RANDOM}: three of them)")
+        resolved = [(RANDOM, None, None, f"uniformly random, policy seed {p}")
+                    for p in range(len(given))]
+        keypoint_runs = [[None, None]] * len(given)
+        for p, (_, _, _, how) in enumerate(resolved):
+            print(f"P{p + 1}: {how}")
+            returns[:, p] = play_returns(random_policy(num_actions, p), env, noise_type,
+                                         episode_seeds, eval_time_limit, async_envs
+                                         ).reshape(len(seeds), -1)
+    else:
+        resolved, keypoint_runs = agent_policies(given, spec, os.path.join(
+            exp_root, str(noise_type), str(kp_type), str(kpt_encoder_type),
+            preprocess.env_name(env)), vis_ckpt_fname, vis_load)
+        precision = runs.resolve_precision(precision)
+        kp_models = {run: load_keypoint_model(tf.distribute.get_strategy(), kp_type, *run, env,
+                                              num_keypoints, noise_type)
+                     for run in set(keypoint_runs)}  # each distinct keypoint checkpoint once
+        for p, ((_, checkpoint, _, _), keypoint_run) in enumerate(zip(resolved, keypoint_runs)):
+            kp_model = kp_models[keypoint_run]
+            actor = q_network(kp_model, kpt_encoder_type, mp_num_steps, num_actions)
+            tf.train.Checkpoint(online=actor).restore(checkpoint) \
+                .assert_existing_objects_matched().expect_partial()
+            act = make_act_fn(kp_model, actor, kpt_encoder_type, precision)
+            # every seed's episodes side by side: one batched forward pass per step
+            print(f"policy {p + 1}/{len(resolved)}: {len(episode_seeds)} episodes at once")
+            returns[:, p] = play_returns(greedy_policy(act, actor, len(episode_seeds)), env,
+                                         noise_type, episode_seeds, eval_time_limit, async_envs
+                                         ).reshape(len(seeds), -1)
+    policies = [run for run, *_ in resolved]
 
     summary = plots.protocol_summary(returns)
     print(format_table(seeds, policies, summary))
     out_dir = runs.run_dir_of(_run) or "."
     m = summary["median_index"]
-    result = {"policies": [os.path.abspath(p) for p in policies], "eval_seeds": seeds,
+    result = {"policies": [p if p == RANDOM else os.path.abspath(p) for p in policies],
+              "eval_seeds": seeds,
               "policy_steps": [step for _, _, step, _ in resolved],
               "policy_choice": [how for _, _, _, how in resolved],
-              "keypoint_runs": [[os.path.abspath(run), load] for run, load in keypoint_runs],
+              "keypoint_runs": [[run and os.path.abspath(run), load]
+                                for run, load in keypoint_runs],
               "returns": returns.tolist(), "policy_means": summary["policy_means"].tolist(),
               "seed_means": summary["seed_means"].tolist(),
               "pooled_stds": summary["pooled_stds"].tolist(),

@@ -2,11 +2,20 @@
 and pictures under docs/.
 
     python experiments.py figure2 with budget=30        # make figure2 BUDGET=30
+    python experiments.py table1 with mspacman seeds=3 steps=100000   # make table1
 
 figure2 (the paper's Figure 2 and section 4.1): PermaKey and Transporter trained for the
 same wall time (`budget` minutes each, counted across resumes), on clean frames and with
 distractor bars (`noise_type="both"`), on the same frames; then `compare_kpts` for each
 noise, the two grids, and a table of keypoint quality against the RAM ground truth.
+
+table1 (the paper's Table 1, one game): keypoint agents trained for `steps` environment
+steps with `seeds` training seeds each, the floors measured with the same protocol (a
+uniformly random policy; each agent kind after its warm-up only) and a control whose
+keypoints sit at fixed places; each run's selected policy scored by the authors'
+protocol; a table with the differences of means and their bootstrap intervals, and the
+training curves. The keypoint runs are given (pkey_run, tp_run) or made with the
+recipes (TABLE1_KEYPOINT_ARGS).
 
 Every training is the command line a user would type (printed before it starts), run in
 its own process. A second call continues: finished runs are skipped, an interrupted one
@@ -19,6 +28,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 from sacred import Experiment
 
 import runs  # first: TensorFlow then starts without its start-up chatter
@@ -43,12 +53,25 @@ def config():
     tp_recipe = "quick"  # named config of transporter_train.py
     pkey_args = []  # more key=value for the PermaKey trainings and compare_kpts
     tp_args = []  # more key=value for the Transporter trainings
-    exp_root = "figure2_exp"  # runs in <exp_root>/<method>/..., comparisons in <exp_root>/compare
-    out_dir = "docs"  # figure2_<noise>_cpu.png and figure2_table.md
+    exp_root = None  # default <command>_exp: figure2_exp/<method>/..., table1_exp/agents/...
+    out_dir = "docs"  # figure2_<noise>_cpu.png, figure2_table.md; table1_<env>.md, _curves.png
+    # table1
+    agents = ["PKey-GNN", "Transporter-GNN", "Control-GNN"]  # names of plots.AGENT_KINDS
+    seeds = 3  # training seeds 0 .. seeds-1 of every agent
+    steps = 100_000  # environment steps per agent run
+    warmup = 10_000  # warm-up steps of every agent run; the warm-up floor stops after them
+    pkey_run = None  # PermaKey keypoint run of the agents (and the control); None: made
+    tp_run = None  # Transporter keypoint run; None: made with its recipe
+    agent_args = []  # more key=value for every agent_train.py call (training and evaluate)
+    eval_seeds = [1, 2, 3, 4, 5]  # the protocol: evaluation seeds ...
+    num_eval_episodes = 10  # ... and greedy episodes per seed and policy
 
 
 # Numeric options, checked where figure2 reads its config (common.check_options).
-OPTIONS = {"num_keypoints": "count", "budget": "positive"}
+OPTIONS = {"num_keypoints": "count", "budget": "positive", "seeds": "count", "steps": "count",
+           "warmup": "count", "num_eval_episodes": "count"}
+
+runs.add_game_configs(ex)  # `with seaquest`: env and the paper's num_keypoints
 
 
 def run_script(script, args):
@@ -58,7 +81,7 @@ def run_script(script, args):
     status = subprocess.run([sys.executable, path, *args]).returncode
     if status:
         raise ConfigError(f"{script} stopped with exit status {status} (its output is above); "
-                          f"call figure2 again to continue")
+                          f"call the command again to continue")
 
 
 def run_folders(root, noise_type, env, num_keypoints):
@@ -75,14 +98,13 @@ def is_finished(run_dir):
     return record.get("command") == "train" and record.get("status") == "COMPLETED"
 
 
-def train_or_resume(method, noise_type, recipe, env, num_keypoints, budget, train_args, exp_root):
-    """Train one method for `budget` minutes, or continue or skip its run; returns its
-    folder. train_args: more key=value for the method's script."""
+def train_or_resume(method, noise_type, recipe, env, num_keypoints, train_args, exp_root):
+    """Train one keypoint method with its recipe, or continue or skip its run; returns its
+    folder. train_args: more key=value for the method's script (its budget first)."""
     script, _ = METHODS[method]
     root = os.path.join(exp_root, method)
     args = [recipe, f"env={env}", f"num_keypoints={num_keypoints}", f"noise_type={noise_type}",
-            f"max_minutes={budget}", "epochs=100000", "max_patience=100000", f"exp_root={root}",
-            *train_args]
+            *train_args, f"exp_root={root}"]
     previous = run_folders(root, noise_type, env, num_keypoints)
     resumable = [d for d in previous if os.path.isdir(os.path.join(d, "ckpt_last"))]
     if resumable and is_finished(resumable[-1]):
@@ -95,7 +117,7 @@ def train_or_resume(method, noise_type, recipe, env, num_keypoints, budget, trai
              if os.path.isdir(os.path.join(d, "ckpt_last"))]
     if not after or not is_finished(after[-1]):
         raise ConfigError(f"{method} {noise_type}: the training stopped before its test; "
-                          f"call figure2 again to continue it")
+                          f"call the command again to continue it")
     return after[-1]
 
 
@@ -138,17 +160,19 @@ def figure2(_config, env, num_keypoints, budget, noise_types, pkey_recipe, tp_re
     """Train, compare and tabulate (module docstring)."""
     check_options(_config, OPTIONS)
     import plots
+    exp_root = exp_root or "figure2_exp"
     if not noise_types or len(set(noise_types)) != len(noise_types):
         raise ConfigError(f"noise_types={noise_types!r}: expected distinct noise types, "
                           f"the clean reference first")
     recipes = {"permakey": pkey_recipe, "transporter": tp_recipe}
-    args = {"permakey": list(pkey_args), "transporter": list(tp_args)}
+    budget_args = [f"max_minutes={budget}", "epochs=100000", "max_patience=100000"]
+    args = {"permakey": budget_args + list(pkey_args), "transporter": budget_args + list(tp_args)}
     results = {}
     for noise_type in noise_types:
         runs_of = {method: train_or_resume(method, noise_type, recipes[method], env,
-                                           num_keypoints, budget, args[method], exp_root)
+                                           num_keypoints, args[method], exp_root)
                    for method in METHODS}
-        folder = compare(runs_of, noise_type, pkey_recipe, env, num_keypoints, args["permakey"],
+        folder = compare(runs_of, noise_type, pkey_recipe, env, num_keypoints, pkey_args,
                          exp_root)
         measured = read_json(os.path.join(folder, "keypoint_metrics.json"))["rows"]
         results[noise_type] = {"compare": folder, "rows": measured,
@@ -167,6 +191,181 @@ def figure2(_config, env, num_keypoints, budget, noise_types, pkey_recipe, tp_re
         f.write(table)
     print(table)
     print(f"table: {path}")
+    return results
+
+
+# --------------------------------------------------------------------------------------
+# table1
+
+# table1's keypoint runs when none are given: each method's `quick` recipe for a number
+# of steps rather than minutes, so that the agents read the same keypoints on any
+# machine: PermaKey's `make demo` run (600 steps), Transporter for the 1600 steps it
+# reaches in figure2's 20 minutes (docs/figure2_table.md).
+TABLE1_KEYPOINT_ARGS = {"permakey": ["max_minutes=1000"],
+                        "transporter": ["epochs=16", "max_minutes=1000"]}
+
+
+def agent_kinds(names):
+    """[(name, kp_type, kpt_encoder_type)] of Table 1's agent names (plots.AGENT_KINDS),
+    case-insensitive; ConfigError naming the accepted ones."""
+    import plots
+    known = {name.lower(): (name, *key) for key, name in plots.AGENT_KINDS.items()}
+    unknown = [n for n in names if str(n).lower() not in known]
+    if unknown or not names or len({str(n).lower() for n in names}) != len(names):
+        raise ConfigError(f"agents={','.join(map(str, names))}: expected distinct names among "
+                          f"{', '.join(plots.AGENT_KINDS.values())}")
+    return [known[str(n).lower()] for n in names]
+
+
+def agent_runs(game_dir, seed, num_iters, keypoint_run):
+    """The agent run folders of `game_dir` trained with `seed` for `num_iters` steps on
+    `keypoint_run` (their Sacred config.json), oldest first."""
+    found = []
+    for run_dir in run_folders_in(game_dir):
+        config = read_json(os.path.join(run_dir, "config.json")) or {}
+        if (config.get("seed") == seed and config.get("num_iters") == num_iters
+                and os.path.realpath(str(config.get("vis_ckpt_fname")))
+                == os.path.realpath(keypoint_run)):
+            found.append(run_dir)
+    return found
+
+
+def run_folders_in(folder):
+    """Numbered run folders of `folder`, oldest first."""
+    found = [d for d in glob.glob(os.path.join(folder, "*")) if os.path.basename(d).isdigit()]
+    return sorted(found, key=lambda d: int(os.path.basename(d)))
+
+
+def newest_evaluation(folder):
+    """The evaluation.json of the last `agent_train.py evaluate` run in `folder`."""
+    return read_json(os.path.join(run_folders_in(folder)[-1], "evaluation.json"))
+
+
+def train_agent(game_dir, common, kp_type, encoder, keypoint_run, seed, num_iters, warmup, label):
+    """Train one agent run, or continue or skip it; returns its folder."""
+    args = [*common, f"kp_type={kp_type}", f"kpt_encoder_type={encoder}",
+            f"vis_ckpt_fname={keypoint_run}", "vis_load=best", f"num_iters={num_iters}",
+            f"warmup_steps={warmup}", f"seed={seed}"]
+    previous = [d for d in agent_runs(game_dir, seed, num_iters, keypoint_run)
+                if glob.glob(os.path.join(d, "ckpt", "ckpt-*.index"))]
+    if previous and is_finished(previous[-1]):
+        print(f"{label}: finished in {previous[-1]}, skipped")
+        return previous[-1]
+    if previous:
+        args.append(f"resume_dir={previous[-1]}")
+    run_script("agent_train.py", ["with", *args])
+    done = [d for d in agent_runs(game_dir, seed, num_iters, keypoint_run) if is_finished(d)]
+    if not done:
+        raise ConfigError(f"{label}: the training stopped before its end; call the command "
+                          f"again to continue it")
+    return done[-1]
+
+
+def protocol_returns(run_dir, common, kp_type, encoder, game_dir, protocol):
+    """The protocol's returns [eval seeds, episodes] of an agent run's selected policy,
+    measured once (`agent_train.py evaluate`) and kept in <run>/protocol.json."""
+    import agent_train
+    step = agent_train.policy_checkpoint(run_dir)[1]
+    path = os.path.join(run_dir, "protocol.json")
+    kept = read_json(path) or {}
+    if kept.get("protocol") == protocol and kept.get("step") == step:
+        return kept
+    run_script("agent_train.py", ["evaluate", "with", *common, f"kp_type={kp_type}",
+                                  f"kpt_encoder_type={encoder}", f"load_ckpts={run_dir}"])
+    evaluation = newest_evaluation(os.path.join(game_dir, "evaluate"))
+    if evaluation["policies"] != [os.path.abspath(run_dir)]:
+        raise ConfigError(f"the last evaluation in {game_dir}/evaluate is not of {run_dir}")
+    kept = {"protocol": protocol, "step": evaluation["policy_steps"][0],
+            "returns": [r[0] for r in evaluation["returns"]]}                 # [S, E]
+    write_json(path, kept)
+    return kept
+
+
+def random_floor(root, common, seeds, protocol):
+    """The protocol's returns [eval seeds, policies, episodes] of `seeds` uniformly random
+    policies, measured once (kept in <root>/protocol.json)."""
+    path = os.path.join(root, "protocol.json")
+    kept = read_json(path) or {}
+    if kept.get("protocol") == protocol and len(kept.get("returns", [[]])[0]) == seeds:
+        return kept["returns"]
+    run_script("agent_train.py", ["evaluate", "with", *common,
+                                  "load_ckpts=" + ",".join(["random"] * seeds)])
+    found = sorted(glob.glob(os.path.join(root, "*", "*", "*", "*", "evaluate", "*",
+                                          "evaluation.json")), key=os.path.getmtime)
+    write_json(path, {"protocol": protocol, "returns": read_json(found[-1])["returns"]})
+    return read_json(found[-1])["returns"]
+
+
+def run_record(run_dir, protocol):
+    """What the table says of one agent run."""
+    timing = read_json(os.path.join(run_dir, "time.json")) or {}
+    return {"run": run_dir, "step": protocol["step"], "returns": protocol["returns"],
+            "score": float(np.mean(protocol["returns"])), "seconds": timing.get("seconds"),
+            "cpu_seconds": timing.get("cpu_seconds"), "cpus": timing.get("cpus", []),
+            "evaluations": read_json(os.path.join(run_dir, "evaluations.json")) or []}
+
+
+@ex.command
+@one_line_errors
+def table1(_config, env, num_keypoints, agents, seeds, steps, warmup, pkey_run, tp_run,
+           pkey_recipe, tp_recipe, agent_args, eval_seeds, num_eval_episodes, exp_root, out_dir):
+    """Train, evaluate and tabulate the agents of one game (module docstring)."""
+    check_options(_config, OPTIONS)
+    import plots
+    kinds = agent_kinds(agents.split(",") if isinstance(agents, str) else list(agents))
+    if warmup >= steps:
+        raise ConfigError(f"warmup={warmup}: expected fewer than steps={steps}")
+    for name, path in (("pkey_run", pkey_run), ("tp_run", tp_run)):
+        if path is not None and not os.path.isdir(str(path)):
+            raise ConfigError(f"{name}={path!r}: not a keypoint run folder")
+    exp_root = exp_root or "table1_exp"
+    game = preprocess.env_name(env)
+    # the keypoint runs the agents read: given, or made with the recipes
+    keypoint_runs = {"permakey": pkey_run, "transporter": tp_run}
+    recipes = {"permakey": pkey_recipe, "transporter": tp_recipe}
+    import agent_train
+    for method in sorted({agent_train.KEYPOINT_KINDS[kp] for _, kp, _ in kinds}):
+        if keypoint_runs[method] is None:
+            keypoint_runs[method] = train_or_resume(
+                method, "none", recipes[method], env, num_keypoints,
+                TABLE1_KEYPOINT_ARGS[method], os.path.join(exp_root, "keypoints"))
+    protocol = {"eval_seeds": list(eval_seeds), "num_eval_episodes": num_eval_episodes}
+    common = [env, f"num_keypoints={num_keypoints}", *map(str, agent_args),
+              "eval_seeds=" + ",".join(map(str, eval_seeds)),
+              f"num_eval_episodes={num_eval_episodes}"]
+    results = {"random": None, "floors": {}, "agents": {}}
+
+    def write_table():
+        os.makedirs(out_dir, exist_ok=True)
+        table = plots.table1_table(results, env=game, steps=steps, seeds=seeds, warmup=warmup,
+                                   keypoint_runs=keypoint_runs, cpu=machine_name(),
+                                   date=datetime.date.today().isoformat())
+        with open(os.path.join(out_dir, f"table1_{game}.md"), "w") as f:
+            f.write(table)
+        plots.save_figure(plots.table1_curves(results, game, steps),
+                          os.path.join(out_dir, f"table1_{game}_curves.png"))
+        return table
+
+    # the floor of every agent: uniformly random policies, one per training seed
+    root = os.path.join(exp_root, "random")
+    results["random"] = random_floor(root, common + [f"exp_root={root}"], seeds, protocol)
+    # then each agent kind after its warm-up only, then the agents, seed after seed
+    for part, num_iters in (("floors", warmup), ("agents", steps)):
+        root = os.path.join(exp_root, part)
+        for seed in range(seeds):
+            for name, kp_type, encoder in kinds:
+                keypoint_run = keypoint_runs[agent_train.KEYPOINT_KINDS[kp_type]]
+                game_dir = os.path.join(root, "none", kp_type, encoder, game)
+                label = f"{name} {'warm-up only' if part == 'floors' else ''} seed {seed}"
+                run_args = common + [f"exp_root={root}"]
+                run_dir = train_agent(game_dir, run_args, kp_type, encoder, keypoint_run, seed,
+                                      num_iters, warmup, " ".join(label.split()))
+                kept = protocol_returns(run_dir, run_args, kp_type, encoder, game_dir, protocol)
+                results[part].setdefault(name, []).append(run_record(run_dir, kept))
+                write_table()
+    table = write_table()
+    print(table)
+    print(f"table: {os.path.join(out_dir, f'table1_{game}.md')}")
     return results
 
 

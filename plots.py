@@ -428,8 +428,10 @@ def training_curves(keypoint_runs, what):
 
 
 # Table 1's agents: (kp_type, kpt_encoder_type) -> name, and its games in its order.
+# The controls (kp_type "fixed": keypoints at fixed places) are ours, not the paper's.
 AGENT_KINDS = {("permakey", "cnn"): "PKey-CNN", ("permakey", "gnn"): "PKey-GNN",
-               ("transporter", "cnn"): "Transporter", ("transporter", "gnn"): "Transporter-GNN"}
+               ("transporter", "cnn"): "Transporter", ("transporter", "gnn"): "Transporter-GNN",
+               ("fixed", "cnn"): "Control-CNN", ("fixed", "gnn"): "Control-GNN"}
 TABLE1_GAMES = tuple(env for env, game in preprocess.GAMES.items() if game.rl_table)
 
 
@@ -624,3 +626,143 @@ def figure2_table(results, method_names, env, budget, cpu, date):
             if run:
                 notes.append(f"- {name}, noise {noise_type}: `{run[0]}`")
     return "\n".join(lines + ["", "Run folders:", *notes, ""])
+
+
+# ----------------------------------------------------------------------------
+# experiments.table1: the agents of one game against their floors
+
+
+BOOTSTRAP_RESAMPLES = 10_000
+
+
+def bootstrap_difference(a, b, resamples=BOOTSTRAP_RESAMPLES, seed=0):
+    """mean(a) - mean(b) and its 95% percentile bootstrap interval, a and b resampled
+    with replacement independently (e.g. per-training-seed scores of two agents); the
+    interval is None when either has fewer than two values."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    difference = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return difference, None
+    rng = np.random.default_rng(seed)
+    resampled = (rng.choice(a, (resamples, len(a))).mean(axis=1)
+                 - rng.choice(b, (resamples, len(b))).mean(axis=1))
+    low, high = np.percentile(resampled, [2.5, 97.5])
+    return difference, (float(low), float(high))
+
+
+def table1_rows(results):
+    """{row name: (per-seed scores, returns [S, P, E], agent runs or None)} of
+    experiments.table1's results, agents first, then their warm-up floors, then random."""
+    rows = {}
+    for part, suffix in (("agents", ""), ("floors", ", warm-up only")):
+        for name, records in results[part].items():
+            returns = np.stack([np.asarray(r["returns"], float) for r in records], axis=1)
+            rows[name + suffix] = ([r["score"] for r in records], returns, records)
+    if results.get("random") is not None:
+        returns = np.asarray(results["random"], float)                    # [S, P, E]
+        rows["random policy"] = (list(returns.mean(axis=(0, 2))), returns, None)
+    return rows
+
+
+def table1_comparisons(rows):
+    """(label, row a, row b) pairs: every agent against its floors; PermaKey agents
+    against the Transporter agent and the control of their encoder."""
+    pairs = []
+    agents = {name: key for key, name in AGENT_KINDS.items()}
+    for name, key in agents.items():
+        if name not in rows:
+            continue
+        for floor in ("random policy", f"{name}, warm-up only"):
+            if floor in rows:
+                pairs.append((f"{name} - {floor}", name, floor))
+        if key[0] == "permakey":
+            for other in ("transporter", "fixed"):
+                other_name = AGENT_KINDS[(other, key[1])]
+                if other_name in rows:
+                    pairs.append((f"{name} - {other_name}", name, other_name))
+    return pairs
+
+
+def minutes(seconds):
+    if seconds is None:
+        return "-"
+    return f"{seconds / 60:.0f}" if seconds >= 600 else f"{seconds / 60:.1f}"
+
+
+def table1_table(results, env, steps, seeds, warmup, keypoint_runs, cpu, date):
+    """Markdown of experiments.table1: per agent (and floor) the protocol score, the mean
+    and std of its training seeds' scores, each seed's score, selected policy step and
+    wall time; then the differences of means with bootstrap 95% intervals.
+
+    results: {"agents" and "floors": {name: [run record per seed]}, "random": returns
+    [S, P, E]}; a run record: run, step, returns [S, E], score (their mean), seconds."""
+    rows = table1_rows(results)
+    first = next((r for records in results["agents"].values() for r in records), None)
+    lines = [f"# Table 1 on a CPU: {env}, {steps} environment steps, {seeds} training seeds",
+             "", f"Made by `make table1 GAME={env} SEEDS={seeds} STEPS={steps}` on {date}; "
+             f"{cpu}. Keypoint runs: " + ", ".join(f"{m} `{r}`" for m, r in
+                                                  keypoint_runs.items() if r) + ".", "",
+             "Each run is scored by its last policy kept by the authors' rule (periodic "
+             "evaluations, a policy kept at >= 0.95 x the best mean so far), with the authors' "
+             "protocol: greedy episodes for each evaluation seed. *protocol score*: median "
+             "over evaluation seeds of the mean over the runs' policies, +- that seed's "
+             "pooled std (the paper's). *seed score*: one run's mean over its episodes. "
+             f"The warm-up floors are the same agents after the {warmup} warm-up steps and "
+             "one update; the random policy plays the same episodes.", "",
+             "| agent | runs | protocol score | seed scores: mean +- std | seed scores | "
+             "policy steps | wall minutes per run |", "|---|---|---|---|---|---|---|"]
+    for name, (scores, returns, records) in rows.items():
+        median, std = protocol_score(returns)
+        spread = f"{np.mean(scores):.0f} +- {np.std(scores, ddof=1):.0f}" \
+            if len(scores) > 1 else f"{scores[0]:.0f}"
+        cells = [name, f"{len(scores)}/{seeds}", f"{median:.0f} +- {std:.0f}", spread,
+                 ", ".join(f"{s:.0f}" for s in scores)]
+        cells += ([", ".join(str(r["step"]) for r in records),
+                   ", ".join(minutes(r["seconds"]) for r in records)] if records else
+                  ["-", "-"])
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Differences of the means of seed scores, with a 95% bootstrap interval "
+              f"over training seeds ({BOOTSTRAP_RESAMPLES} resamples):", "",
+              "| comparison | difference | 95% interval | interval above 0 |", "|---|---|---|---|"]
+    for label, a, b in table1_comparisons(rows):
+        difference, interval = bootstrap_difference(rows[a][0], rows[b][0])
+        bounds = "-" if interval is None else f"[{interval[0]:.0f}, {interval[1]:.0f}]"
+        above = "-" if interval is None else ("yes" if interval[0] > 0 else "no")
+        lines.append(f"| {label} | {difference:.0f} | {bounds} | {above} |")
+    if first:
+        lines += ["", "Run folders:"] + [f"- {name}: " + ", ".join(f"`{r['run']}`" for r in
+                                                                     records)
+                                        for name, (_, _, records) in rows.items() if records]
+    return "\n".join(lines + [""])
+
+
+def table1_curves(results, env, steps):
+    """Greedy evaluation means over training of every table1 agent run (thin, one per
+    seed) and their mean over seeds (thick), with the floors as horizontal lines."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for name, records in results["agents"].items():
+        colour = agent_colour(name)
+        curves = {}
+        for r in records:
+            points = [(e["step"], e["mean"]) for e in r["evaluations"]]
+            ax.plot(*zip(*points), "-", color=colour, alpha=0.3, linewidth=0.8)
+            for step, mean in points:
+                curves.setdefault(step, []).append(mean)
+        common = sorted(step for step, means in curves.items() if len(means) == len(records))
+        ax.plot(common, [np.mean(curves[s]) for s in common], "-o", color=colour, markersize=3,
+                label=f"{name} ({len(records)} seeds)")
+        floor = results["floors"].get(name)
+        if floor:
+            ax.axhline(np.mean([r["score"] for r in floor]), color=colour, linestyle=":",
+                       linewidth=1)
+    if results.get("random") is not None:
+        ax.axhline(float(np.mean(results["random"])), color="grey", linestyle="--",
+                   label="random policy")
+    ax.set_xlim(0, steps)
+    ax.set_title(f"{env}: greedy evaluations during training (dotted: after warm-up only)",
+                 fontsize=9)
+    ax.set_xlabel("environment steps", fontsize=8)
+    ax.set_ylabel("evaluation return", fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

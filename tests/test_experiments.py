@@ -1,9 +1,15 @@
 """make figure2 end to end on tiny data with a tiny budget, and its resume (experiments.py)."""
+import importlib
 import json
 import os
 
+import numpy as np
+import pytest
+
 import experiments
 import plots
+import runs
+from common import ConfigError
 
 TINY = ["num_frames=400", "num_eval_frames=150", "batch_size=4", "steps_per_epoch=3",
         "valid_batches=2", "metrics_frames=16", "valid_metrics_frames=16", "num_eval_batches=1"]
@@ -72,3 +78,120 @@ def test_figure2_table_ratios_by_hand():
     assert lines[0].split(" | ")[-3:] == ["-", "480", "11.0 |"]       # clean: no robustness
     assert lines[1].split(" | ")[-3:] == ["0.90", "480", "11.0 |"]    # 0.54 / 0.6
     assert "CPU X" in table and "BUDGET=30" in table
+
+
+# --------------------------------------------------------------------------------------
+# make table1
+
+
+def run_in_process(script, args):
+    """experiments.run_script without a new process (the same command line, through
+    Sacred's command-line parser): seconds instead of a TensorFlow start per call."""
+    module = importlib.import_module(script[:-len(".py")])
+    print(" ".join(["python", script, *args]), flush=True)
+    try:
+        runs.run_commandline(module.ex, [script, *args])
+    except SystemExit as exit_info:
+        if exit_info.code:
+            raise ConfigError(f"{script} stopped with exit status {exit_info.code}")
+
+
+# Transporter's keypointer acts ~40x cheaper than PermaKey's, so the tiny table trains
+# Transporter-GNN agents; a random policy ends a MsPacman life in ~110-190 steps, so a
+# 200-step warm-up in one environment stores an episode (test_agent_train.SMOKE).
+TINY_AGENTS = ["num_envs=1", "batch_size=2", "window_size=2", "replay_capacity=10",
+               "eval_every=100", "eval_episodes=2", "eval_time_limit=10", "log_every=50",
+               "epsilon_end=1.0"]
+
+
+def table1(tmp_path, tp_run, **updates):
+    config = dict({"agents": "Transporter-GNN", "seeds": 2, "steps": 260, "warmup": 200,
+                   "num_keypoints": 3, "tp_run": tp_run, "agent_args": TINY_AGENTS,
+                   "eval_seeds": [1, 2], "num_eval_episodes": 2,
+                   "exp_root": str(tmp_path / "exp"), "out_dir": str(tmp_path / "docs")},
+                  **updates)
+    return experiments.ex.run("table1", config_updates=config).result
+
+
+def test_table1_trains_floors_agents_tabulates_and_continues(tmp_path, tiny_transporter_run,
+                                                            monkeypatch, capsys):
+    monkeypatch.setattr(experiments, "run_script", run_in_process)
+    results = table1(tmp_path, tiny_transporter_run[1])
+    printed = capsys.readouterr().out
+    assert "load_ckpts=random,random" in printed
+    random = np.asarray(results["random"])
+    assert random.shape == (2, 2, 2)  # [eval seeds, one random policy per seed, episodes]
+    for part, num_iters in (("floors", 200), ("agents", 260)):
+        records = results[part]["Transporter-GNN"]
+        assert len(records) == 2 and records[0]["run"] != records[1]["run"]
+        for seed, record in enumerate(records):
+            config = json.load(open(os.path.join(record["run"], "config.json")))
+            assert (config["seed"], config["num_iters"]) == (seed, num_iters)
+            assert config["kpt_encoder_type"] == "gnn"
+            evaluations = json.load(open(os.path.join(record["run"], "evaluations.json")))
+            assert record["step"] == [e["step"] for e in evaluations if e["selected"]][-1]
+            assert np.shape(record["returns"]) == (2, 2)
+            assert record["score"] == pytest.approx(np.mean(record["returns"]))
+            assert record["seconds"] > 0 and record["cpus"]
+    docs = tmp_path / "docs"
+    assert sorted(os.listdir(docs)) == ["table1_mspacman.md", "table1_mspacman_curves.png"]
+    table = (docs / "table1_mspacman.md").read_text()
+    for row in ("| Transporter-GNN | 2/2 |", "| Transporter-GNN, warm-up only | 2/2 |",
+                "| random policy | 2/2 |", "| Transporter-GNN - random policy |",
+                "| Transporter-GNN - Transporter-GNN, warm-up only |"):
+        assert table.count(row) == 1, row
+
+    # A second call skips every finished run and measurement; an interrupted run (here:
+    # one whose record says it stopped) resumes in its own folder.
+    interrupted = results["agents"]["Transporter-GNN"][1]["run"]
+    record = os.path.join(interrupted, "run.json")
+    stopped = json.load(open(record))
+    stopped["status"] = "INTERRUPTED"
+    json.dump(stopped, open(record, "w"))
+    again = table1(tmp_path, tiny_transporter_run[1])
+    printed = capsys.readouterr().out
+    assert printed.count("skipped") == 3 and f"resume_dir={interrupted}" in printed
+    assert "evaluate" not in printed  # the protocol scores were kept
+    assert again["agents"]["Transporter-GNN"][1]["run"] == interrupted
+    assert again["agents"]["Transporter-GNN"][1]["score"] == \
+        results["agents"]["Transporter-GNN"][1]["score"]
+
+
+def test_table1_refuses_bad_agents_and_budgets_before_any_training(tmp_path, one_line_error):
+    line = one_line_error(experiments.ex, "table1", {"agents": "PKey-GNN,Nope",
+                                                      "exp_root": str(tmp_path)})
+    assert line.startswith("error: agents=PKey-GNN,Nope: expected distinct names among PKey-CNN")
+    line = one_line_error(experiments.ex, "table1", {"warmup": 500, "steps": 400,
+                                                      "exp_root": str(tmp_path)})
+    assert line == "error: warmup=500: expected fewer than steps=400"
+    assert not os.listdir(tmp_path)
+
+
+def test_bootstrap_difference_by_hand():
+    assert plots.bootstrap_difference([1, 1, 1], [0, 0, 0]) == (1.0, (1.0, 1.0))
+    assert plots.bootstrap_difference([3, 5], [1]) == (3.0, None)  # one seed: no interval
+    # a resample of [0, 2, 4] is all 0s (or all 4s) with probability 1/27 > 2.5%
+    assert plots.bootstrap_difference([0, 2, 4], [0, 0, 0]) == (2.0, (0.0, 4.0))
+
+
+def test_table1_table_by_hand():
+    def record(score, step):
+        return {"run": f"runs/{score}", "step": step, "returns": [[score - 1, score + 1]] * 2,
+                "score": float(score), "seconds": 600.0, "evaluations": []}
+    results = {"agents": {"PKey-GNN": [record(500, 10), record(700, 20), record(600, 30)],
+                          "Control-GNN": [record(300, 10), record(300, 20), record(300, 30)]},
+               "floors": {"PKey-GNN": [record(200, 5), record(200, 5), record(200, 5)]},
+               "random": [[[250, 250], [250, 250], [250, 250]]] * 2}
+    table = plots.table1_table(results, "mspacman", 1000, 3, 5, {"permakey": "kp"}, "CPU X",
+                               "2026-12-04")
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in table.splitlines()
+            if line.startswith("| ")}
+    # protocol: both evaluation seeds have mean 600 over the three policies
+    assert rows["PKey-GNN"][:5] == ["3/3", "600 +- 1", "600 +- 100", "500, 700, 600",
+                                    "10, 20, 30"]
+    assert rows["random policy"][:4] == ["3/3", "250 +- 0", "250 +- 0", "250, 250, 250"]
+    assert rows["PKey-GNN - Control-GNN"][0] == "300"
+    assert rows["PKey-GNN - Control-GNN"][2].startswith("yes")  # every resample > 0
+    assert rows["PKey-GNN - random policy"][0] == "350"
+    assert rows["PKey-GNN - PKey-GNN, warm-up only"][0] == "400"
+    assert "CPU X" in table and "SEEDS=3" in table
