@@ -429,9 +429,11 @@ def training_curves(keypoint_runs, what):
 
 # Table 1's agents: (kp_type, kpt_encoder_type) -> name, and its games in its order.
 # The controls (kp_type "fixed": keypoints at fixed places) are ours, not the paper's.
-AGENT_KINDS = {("permakey", "cnn"): "PKey-CNN", ("permakey", "gnn"): "PKey-GNN",
-               ("transporter", "cnn"): "Transporter", ("transporter", "gnn"): "Transporter-GNN",
-               ("fixed", "cnn"): "Control-CNN", ("fixed", "gnn"): "Control-GNN"}
+PAPER_AGENT_KINDS = {("permakey", "cnn"): "PKey-CNN", ("permakey", "gnn"): "PKey-GNN",
+                     ("transporter", "cnn"): "Transporter",
+                     ("transporter", "gnn"): "Transporter-GNN"}
+AGENT_KINDS = {**PAPER_AGENT_KINDS, ("fixed", "cnn"): "Control-CNN",
+               ("fixed", "gnn"): "Control-GNN"}
 TABLE1_GAMES = tuple(env for env, game in preprocess.GAMES.items() if game.rl_table)
 
 
@@ -539,13 +541,13 @@ def in_table_order(found, canonical):
 
 
 def score_table(noise_type, evaluation_runs):
-    """Rows the four agent kinds (and any other found), columns the games evaluated,
+    """Rows the paper's four agent kinds (and any other found), columns the games evaluated,
     cells "median ± std" (protocol_score) of the latest evaluate output of each kind
     and game, "-" where there is none. Its notes say what each cell pooled."""
     latest = latest_per_group(evaluation_runs, AGENT_LEVELS)
     games = in_table_order({run.labels["env"] for run in latest}, TABLE1_GAMES)
-    kinds = in_table_order({agent_kind(run) for run in latest} | set(AGENT_KINDS.values()),
-                           AGENT_KINDS.values())
+    kinds = in_table_order({agent_kind(run) for run in latest}
+                           | set(PAPER_AGENT_KINDS.values()), AGENT_KINDS.values())
     cells, notes = {}, []
     for run in latest:
         returns = np.asarray(run.read("evaluation.json")["returns"], float)  # [S, P, E]
