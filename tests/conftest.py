@@ -40,6 +40,13 @@ TINY_KEYPOINT_CONFIG = {"num_frames": 400, "num_eval_frames": 150, "batch_size":
                         "metrics_frames": 16, "valid_metrics_frames": 16, "metrics_every": 2}
 
 
+# PermaKey for the tests of plumbing (run folders, resume, commands, agents): one LSP layer
+# and a 4-d latent, through the same code paths: 2.0M weights instead of the paper's 11.9M
+# (the second LSP layer's 5.8M, the latent layer's 3.6M), checkpoints a sixth of the size.
+# The tests of the architecture and its learning build the paper's sizes.
+SMALL_PERMAKEY = {"lsp_layers": [0], "patch_sizes": [2], "latent_dim_size": 4}
+
+
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("data"))
@@ -56,7 +63,8 @@ def tiny_run(script, root, data_dir, **updates):
 def tiny_pkey_run(tmp_path_factory, tiny_data_dir):
     """A tiny trained PermaKey run shared by the tests: (config, run folder)."""
     import pkey_train
-    return tiny_run(pkey_train, tmp_path_factory.mktemp("permakey_exp"), tiny_data_dir)
+    return tiny_run(pkey_train, tmp_path_factory.mktemp("permakey_exp"), tiny_data_dir,
+                    **SMALL_PERMAKEY)
 
 
 @pytest.fixture(scope="session")

@@ -63,7 +63,8 @@ def test_training_on_sprites_lowers_losses_and_finds_the_sprites(pnet_readout, p
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, tiny_data_dir):
     """A tiny PermaKey run of this module's own, as resume changes it: (config, run folder)."""
-    return conftest.tiny_run(pkey_train, tmp_path_factory.mktemp("permakey_exp"), tiny_data_dir)
+    return conftest.tiny_run(pkey_train, tmp_path_factory.mktemp("permakey_exp"), tiny_data_dir,
+                             **conftest.SMALL_PERMAKEY)
 
 
 def read_metrics(run_dir):
@@ -100,7 +101,7 @@ def test_evaluate_writes_arrays_and_figures(tiny_run):
     arrays = np.load(os.path.join(out, "batch_0.npz"))
     assert arrays["frames"].shape == (4, 84, 84, 3)
     assert arrays["centres"].shape == (4, 3, 2)
-    assert arrays["error_maps"].shape == (4, 84, 84, 2)
+    assert arrays["error_maps"].shape == (4, 84, 84, len(config["lsp_layers"]))
     assert arrays["heatmaps"].shape == (4, 21, 21, 3)
     assert os.path.getsize(os.path.join(out, "keypoints_0.png")) > 1000
     quality = json.load(open(os.path.join(out, "keypoint_metrics.json")))

@@ -17,8 +17,8 @@ import runs
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 3 epochs of 2 steps, no keypoint probe; the interrupted runs save after every step
 # (save_every_mins=0)
-CONFIG = dict(conftest.TINY_KEYPOINT_CONFIG, epochs=3, steps_per_epoch=2, metrics_every=None,
-              valid_metrics_frames=0)
+CONFIG = dict(conftest.TINY_KEYPOINT_CONFIG, **conftest.SMALL_PERMAKEY, epochs=3,
+              steps_per_epoch=2, metrics_every=None, valid_metrics_frames=0)
 
 
 def saved_step(run_dir):
@@ -56,7 +56,8 @@ def reference(tmp_path_factory, tiny_data_dir):
     """The same config trained without interruption: (config, run folder)."""
     return conftest.tiny_run(pkey_train, tmp_path_factory.mktemp("reference"), tiny_data_dir,
                              **{k: CONFIG[k] for k in ("epochs", "steps_per_epoch", "metrics_every",
-                                                       "valid_metrics_frames")})
+                                                       "valid_metrics_frames",
+                                                       *conftest.SMALL_PERMAKEY)})
 
 
 def test_disk_layout_after_three_epochs(reference):

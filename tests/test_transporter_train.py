@@ -86,7 +86,7 @@ def test_compare_kpts_writes_arrays_and_figure2_grids(tiny_pkey_run, tiny_transp
         assert arrays["tp_centres"].shape == arrays["pkey_centres"].shape == (4, 3, 2)
         assert arrays["tp_heatmaps"].shape == (4, 42, 42, 3)
         assert arrays["pkey_heatmaps"].shape == (4, 21, 21, 3)
-        assert arrays["pkey_error_maps"].shape == (4, 84, 84, 2)
+        assert arrays["pkey_error_maps"].shape == (4, 84, 84, len(tiny_pkey_run[0]["lsp_layers"]))
         assert arrays["pkey_recon"].shape == (4, 84, 84, 3)
         assert os.path.getsize(os.path.join(out, f"compare_{index}.png")) > 1000
     quality = json.load(open(os.path.join(out, "keypoint_metrics.json")))
