@@ -1,12 +1,12 @@
 """PermaKey training: learning on synthetic sprites, the Sacred experiment, resume, evaluate."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import conftest
 import pkey_train
 import ul_loss
 import vision_modules
@@ -61,10 +61,14 @@ def test_training_on_sprites_lowers_losses_and_finds_the_sprites(pnet_readout, p
 # ---------------------------------------------------------------- the Sacred experiment
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, tiny_data_dir):
-    """A tiny PermaKey run of this module's own, as resume changes it: (config, run folder)."""
-    return conftest.tiny_run(pkey_train, tmp_path_factory.mktemp("permakey_exp"), tiny_data_dir,
-                             **conftest.SMALL_PERMAKEY)
+def tiny_run(tmp_path_factory, tiny_pkey_run):
+    """A copy of the shared tiny PermaKey run, this module's own as resume changes it:
+    (config, run folder)."""
+    config, shared = tiny_pkey_run
+    root = tmp_path_factory.mktemp("permakey_exp")
+    run_dir = os.path.join(root, os.path.relpath(shared, config["exp_root"]))
+    shutil.copytree(shared, run_dir)
+    return dict(config, exp_root=str(root)), run_dir
 
 
 def read_metrics(run_dir):
