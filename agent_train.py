@@ -445,34 +445,50 @@ def make_envs(env, mode, seeds, noise_type, eval_time_limit, async_envs):
 def play_returns(policy, env, noise_type, seeds, eval_time_limit, async_envs):
     """Raw returns [len(seeds)] of one eval-mode episode per seed (whole games, unclipped
     rewards, at most eval_time_limit steps), played side by side; policy(frames
-    [N, 84, 84, 3]) -> actions [N] (greedy_policy, random_policy)."""
+    [N, 84, 84, 3], playing [N] bool) -> actions [N], those of the games still playing
+    used (greedy_policy, random_policy)."""
     envs = make_envs(env, "eval", seeds, noise_type, eval_time_limit, async_envs)
     frames, _ = envs.reset()
     returns, playing = np.zeros(len(seeds)), np.ones(len(seeds), bool)
     while playing.any():
-        frames, rewards, terminated, truncated, _ = envs.step(policy(frames))
+        frames, rewards, terminated, truncated, _ = envs.step(policy(frames, playing))
         returns += rewards * playing
         playing &= ~(terminated | truncated)
     envs.close()
     return returns
 
 
+# Greedy play computes only the games still playing, their count rounded up to a multiple
+# of this (a few traced batch sizes): the longest episode no longer sets the cost of all.
+PLAYING_BUCKET = 8
+
+
 def greedy_policy(act, actor, count):
-    """The greedy policy of a Q-network in `count` games at once (one batched forward
-    pass per step); it carries the recurrent state from step to step."""
+    """The greedy policy of a Q-network in `count` games at once: one batched forward pass
+    per step over the games still playing; it carries their recurrent state."""
     state = actor.initial_state(count)
 
-    def choose(frames):
+    def choose(frames, playing):
         nonlocal state
-        q_values, state, _ = act(frames, state)
-        return np.argmax(q_values, axis=-1)
+        rows = np.flatnonzero(playing)
+        live = len(rows)
+        size = min(count, -(-live // PLAYING_BUCKET) * PLAYING_BUCKET)
+        rows = np.concatenate([rows, np.full(size - live, rows[0])])  # filler: a playing game
+        q_values, rows_state, _ = act(frames[rows], tf.nest.map_structure(
+            lambda s: tf.gather(s, rows), state))
+        index = rows[:live, np.newaxis]
+        state = tf.nest.map_structure(
+            lambda s, new: tf.tensor_scatter_nd_update(s, index, new[:live]), state, rows_state)
+        actions = np.zeros(count, np.int64)
+        actions[rows[:live]] = np.argmax(q_values[:live], axis=-1)
+        return actions
     return choose
 
 
 def random_policy(num_actions, seed):
     """A uniformly random policy (the floor of the evaluation protocol)."""
     rng = np.random.default_rng([RANDOM_POLICY, seed])
-    return lambda frames: rng.integers(num_actions, size=len(frames))
+    return lambda frames, playing: rng.integers(num_actions, size=len(frames))
 
 
 # --------------------------------------------------------------------------------------

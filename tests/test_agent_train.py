@@ -278,6 +278,38 @@ def test_control_keypoints_ignore_the_frame_and_keep_permakeys_features(tiny_pke
     assert agent_train.KEYPOINT_KINDS["fixed"] == "permakey"
 
 
+def test_greedy_play_computes_only_the_games_still_playing(tiny_transporter_run, monkeypatch):
+    """Games that ended drop out of the forward pass (rounded up to PLAYING_BUCKET); those
+    still playing get the actions and recurrent state of the full batch."""
+    kp_model = agent_train.load_keypoint_model(tf.distribute.get_strategy(), "transporter",
+                                               tiny_transporter_run[1], "best", "mspacman", 3,
+                                               "none")
+    actor = agent_train.q_network(kp_model, "gnn", 1, 9)
+    act = agent_train.make_act_fn(kp_model, actor, "gnn")
+    outputs = {"full": [], "part": []}
+
+    def recorded(name):
+        def act_and_record(frames, state):
+            q_values, state, centres = act(frames, state)
+            outputs[name].append(q_values.numpy())
+            return q_values, state, centres
+        return act_and_record
+    monkeypatch.setattr(agent_train, "PLAYING_BUCKET", 2)
+    frames = np.repeat(mspacman_frames(4), 2, axis=0)[:7]                  # [7, 84, 84, 3]
+    full, part = (agent_train.greedy_policy(recorded(name), actor, 7) for name in outputs)
+    playing = np.array([True, False, True, True, False, False, True])
+    for step in range(3):
+        expected = full(frames, np.ones(7, bool))
+        chosen = part(frames, playing if step else np.ones(7, bool))
+        np.testing.assert_array_equal(chosen[playing], expected[playing])
+    # the 4 playing games (a multiple of 2) after the first step, with the Q-values (hence
+    # the recurrent state) of the full batch
+    assert [len(q) for q in outputs["part"]] == [7, 4, 4]
+    for step in (1, 2):
+        np.testing.assert_allclose(outputs["part"][step], outputs["full"][step][playing],
+                                   rtol=1e-5, atol=1e-6)
+
+
 def test_evaluate_prints_the_per_seed_table_and_writes_json(agent_run, capsys):
     config, run_dir = agent_run
     run = agent_train.ex.run("evaluate", config_updates=dict(
