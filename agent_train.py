@@ -33,6 +33,7 @@ import csv
 import dataclasses
 import functools
 import glob
+import itertools
 import json
 import os
 import shutil
@@ -450,10 +451,18 @@ def play_returns(policy, env, noise_type, seeds, eval_time_limit, async_envs):
     envs = make_envs(env, "eval", seeds, noise_type, eval_time_limit, async_envs)
     frames, _ = envs.reset()
     returns, playing = np.zeros(len(seeds)), np.ones(len(seeds), bool)
-    while playing.any():
+    progress = tqdm(total=len(seeds), unit="episode", desc="evaluation", mininterval=10,
+                    leave=False)
+    for step in itertools.count(1):
         frames, rewards, terminated, truncated, _ = envs.step(policy(frames, playing))
         returns += rewards * playing
-        playing &= ~(terminated | truncated)
+        ended = playing & (terminated | truncated)
+        playing &= ~ended
+        progress.update(int(ended.sum()))
+        progress.set_postfix(step=step, refresh=False)
+        if not playing.any():
+            break
+    progress.close()
     envs.close()
     return returns
 
