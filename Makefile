@@ -45,8 +45,7 @@ GAME ?= mspacman
 SEEDS ?= 3
 STEPS ?= 100000
 table1: install
-	$(PY) experiments.py table1 with $(GAME) seeds=$(SEEDS) steps=$(STEPS) \
-		$(if $(AGENTS),agents=$(AGENTS))
+	$(PY) experiments.py table1 with $(GAME) seeds=$(SEEDS) steps=$(STEPS) $(if $(AGENTS),agents=$(AGENTS))
 
 clean:
 	rm -rf $(VENV)

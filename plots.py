@@ -712,7 +712,7 @@ def table1_table(results, env, steps, seeds, warmup, keypoint_runs, cpu, date):
              f"The warm-up floors are the same agents after the {warmup} warm-up steps and "
              "one update; the random policy plays the same episodes.", "",
              "| agent | runs | protocol score | seed scores: mean +- std | seed scores | "
-             "policy steps | wall minutes per run |", "|---|---|---|---|---|---|---|"]
+             "policy steps | training minutes per run |", "|---|---|---|---|---|---|---|"]
     for name, (scores, returns, records) in rows.items():
         median, std = protocol_score(returns)
         spread = f"{np.mean(scores):.0f} +- {np.std(scores, ddof=1):.0f}" \
