@@ -753,10 +753,9 @@ def table1_curves(results, env, steps):
         common = sorted(step for step, means in curves.items() if len(means) == len(records))
         ax.plot(common, [np.mean(curves[s]) for s in common], "-o", color=colour, markersize=3,
                 label=f"{name} ({len(records)} seeds)")
-        floor = results["floors"].get(name)
-        if floor:
-            ax.axhline(np.mean([r["score"] for r in floor]), color=colour, linestyle=":",
-                       linewidth=1)
+    for name, floor in results["floors"].items():
+        ax.axhline(np.mean([r["score"] for r in floor]), color=agent_colour(name), linestyle=":",
+                   linewidth=1, label=f"{name} after warm-up ({len(floor)} seeds)")
     if results.get("random") is not None:
         ax.axhline(float(np.mean(results["random"])), color="grey", linestyle="--",
                    label="random policy")
