@@ -87,9 +87,8 @@ def run_script(script, args):
 def run_folders(root, noise_type, env, num_keypoints):
     """Numbered run folders <root>/<noise>/<env>/<K>/<id> (as the scripts lay them out),
     oldest first."""
-    folder = os.path.join(root, noise_type, preprocess.env_name(env), str(num_keypoints))
-    found = [d for d in glob.glob(os.path.join(folder, "*")) if os.path.basename(d).isdigit()]
-    return sorted(found, key=lambda d: int(os.path.basename(d)))
+    return run_folders_in(os.path.join(root, noise_type, preprocess.env_name(env),
+                                       str(num_keypoints)))
 
 
 def is_finished(run_dir):
