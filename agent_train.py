@@ -773,7 +773,7 @@ def set_up(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, vis_c
     online, target, actor, sync_actor = build_q_networks(strategy, kp_model, kpt_encoder_type,
                                                          mp_num_steps, action_count(env))
     with strategy.scope():
-        optimizer = rl_loss.make_optimizer(learning_rate)
+        optimizer = rl_loss.make_optimizer(learning_rate, online.trainable_variables)
     config = rl_loss.LearnerConfig(window_size, n_step, gamma, tau, max_grad_norm)
     update = tf.function(rl_loss.make_update_fn(
         online, target, optimizer, config, strategy,

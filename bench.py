@@ -256,7 +256,7 @@ def permakey_row(precision, batch_size=BATCH["permakey"]):
     figures = {
         "gflop_per_step": 3 * forward_flops(
             lambda images: ul_loss.permakey_losses(model, images, True)[0], spec) / 1e9,
-        "executed_gflop_per_step": step_flops(train_step, spec) / 1e9,
+        "executed_gflop_per_step": step_flops(train_step.compiled, spec) / 1e9,
         "frames_per_step": batch_size, "input_batches_per_s": input_rate(dataset)}
     return train_step, iter(dataset), figures
 
@@ -280,7 +280,7 @@ def transporter_row(precision, batch_size=BATCH["transporter"]):
     figures = {
         "gflop_per_step": 3 * forward_flops(
             lambda a, b: ul_loss.transporter_losses(model, a, b, True)[0], spec, spec) / 1e9,
-        "executed_gflop_per_step": step_flops(train_step, (spec, spec)) / 1e9,
+        "executed_gflop_per_step": step_flops(train_step.compiled, (spec, spec)) / 1e9,
         "frames_per_step": 2 * batch_size, "input_batches_per_s": input_rate(dataset)}
     return train_step, iter(dataset), figures
 
@@ -320,8 +320,9 @@ def rl_update_parts(kp_type, encoder, precision, cached_keypoints=True,
     online, target, _, _ = agent_train.build_q_networks(tf.distribute.get_strategy(), kp_model,
                                                          encoder, 1, num_actions)
     prepare = agent_train.make_prepare(kp_model, encoder, cached_keypoints)
-    update = tf.function(rl_loss.make_update_fn(online, target, rl_loss.make_optimizer(),
-                                                config, prepare=prepare, precision=precision))
+    optimizer = rl_loss.make_optimizer(1e-4, online.trainable_variables)
+    update = tf.function(rl_loss.make_update_fn(online, target, optimizer, config,
+                                                prepare=prepare, precision=precision))
     return update, windows, prepare, online
 
 

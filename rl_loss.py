@@ -134,9 +134,16 @@ def clip_by_global_norm_across_replicas(gradients, max_norm):
     return [gradient * scale for gradient in gradients]
 
 
-def make_optimizer(learning_rate=1e-4):
-    """Adam, lr 1e-4, as the paper's agents. Create it under `strategy.scope()` if any."""
-    return tf.keras.optimizers.Adam(learning_rate)
+def make_optimizer(learning_rate=1e-4, variables=()):
+    """Adam, lr 1e-4, as the paper's agents. Create it under `strategy.scope()` if any.
+
+    Given the `variables` it will update, its slots are created now: a `tf.function`
+    whose first trace creates variables is traced twice.
+    """
+    optimizer = tf.keras.optimizers.Adam(learning_rate)
+    if variables:
+        optimizer.build(list(variables))
+    return optimizer
 
 
 def make_update_fn(online, target, optimizer, config=LearnerConfig(), strategy=None,

@@ -173,8 +173,8 @@ def chain_errors(n_step, seed):
     random_policy_episodes(buffer, 300, rng)
     online, target = one_hot_networks(2, chain_batch(buffer.sample(1))["inputs"])
     rl_loss.soft_update(target.trainable_variables, online.trainable_variables, 1.0)
-    update = tf.function(rl_loss.make_update_fn(online, target,
-                                                rl_loss.make_optimizer(1e-3), config))
+    optimizer = rl_loss.make_optimizer(1e-3, online.trainable_variables)
+    update = tf.function(rl_loss.make_update_fn(online, target, optimizer, config))
     strategy = tf.distribute.get_strategy()
     for _ in range(1000):
         update(rl_loss.distribute_batch(strategy, chain_batch(buffer.sample(16))))

@@ -308,3 +308,35 @@ print(json.dumps(configs))
         assert configs[f"transporter_train {name}"] == configs[f"pkey_train {name}"]
         assert configs[f"agent_train {name}"] == {"env": "pong", "num_keypoints": 3,
                                                   "replay_capacity": 200}
+
+
+
+def test_train_step_is_traced_once_and_its_variables_are_made_without_training_state():
+    # tf.function traces twice when its first trace creates variables, so the step makes
+    # them first with an eager inference call. That call must draw nothing training
+    # would: no batch-norm statistics, no VAE noise (a resumed run draws what an
+    # uninterrupted one would).
+    import vision_modules
+    from ul_loss import permakey_losses
+    tf.random.set_seed(0)
+    model = vision_modules.PermaKey(2, lsp_layers=(0,), patch_sizes=(2,), latent_dim_size=4,
+                                    image_size=32)
+    noise_state = model.noise.state.numpy()
+    at_first_trace = []
+
+    def loss_fn(images, training):
+        if training and tf.inside_function() and not at_first_trace:
+            with tf.init_scope():  # eager: the variables' values before any update
+                at_first_trace.append(model.noise.state.numpy())
+                at_first_trace.extend(v.numpy() for v in model.variables
+                                      if not v.trainable and v is not model.noise.state)
+        return permakey_losses(model, images, training)
+
+    step, _ = runs.compiled_steps(model, tf.keras.optimizers.Adam(1e-3), loss_fn)
+    images = tf.random.stateless_uniform([4, 32, 32, 3], seed=[1, 2])
+    first, second = (float(step(images)["total"]) for _ in range(2))
+    assert step.compiled.experimental_get_tracing_count() == 1
+    np.testing.assert_array_equal(at_first_trace[0], noise_state)
+    statistics = at_first_trace[1:]  # the batch norms' moving averages and counters
+    assert len(statistics) > 10 and not any(np.any(value) for value in statistics)
+    assert np.isfinite(first) and second != first
