@@ -78,10 +78,14 @@ class FrameObjects(NamedTuple):
 
 @dataclass(frozen=True)
 class Sprites:
-    """One class of sprites: a label, their size on the screen, and where the RAM puts them."""
+    """One class of sprites: a label, their size on the screen, and where the RAM puts them.
+
+    height and width are screen pixels, or None where `locate` returns each sprite's
+    size as well (top, left, present, height, width: [N, M] each).
+    """
     label: str
-    height: int
-    width: int
+    height: int | None
+    width: int | None
     locate: Callable
 
 
@@ -185,6 +189,32 @@ def space_invaders_aliens_shown(ram):  # [N, 6, 6]
     return bit(ram[:, 18:24, None], np.arange(6))
 
 
+# BattleZone: one enemy at a time (tank, super tank, fighter or saucer) near the horizon.
+# ram[47] is its distance class, 1 (far) to 8 (near), which sets its top row and size
+# (the width of the widest kind: a narrow one shows up to 6 px less); 0 (a dot of one or
+# two pixels) and 9 (none, or its explosion) are not counted. Its left edge is
+# ram[48] + 1; from ram[48] = 148 on it has wrapped (partly off the left edge), and at
+# 143..147 it is hidden in the screen's wrap gap. ram[46] = 0 while no enemy is out
+# (after the player's tank is hit), and ram[86, 88, 90] hold 18, 236, 226 while a game
+# waits to start. Not in the map: shells (no RAM position found), the radar and
+# crosshair (HUD), the player's tank.
+BATTLEZONE_ENEMY = {1: (95, 3, 5), 2: (94, 4, 6), 3: (93, 5, 8), 4: (93, 7, 12),
+                    5: (92, 9, 16), 6: (91, 10, 16), 7: (91, 13, 16), 8: (90, 15, 16)}
+# distance class: (top row, height, width)
+
+
+def battlezone_enemy(ram):
+    distance, x = ram[:, 47:48], ram[:, 48:49]                        # [N, 1] each
+    table = np.zeros((10, 3), int)
+    table[list(BATTLEZONE_ENEMY)] = list(BATTLEZONE_ENEMY.values())
+    top, height, width = np.moveaxis(table[np.clip(distance, 0, 9)], -1, 0)
+    left = np.where(x >= 148, x + 1 - SCREEN_WIDTH, x + 1)
+    waiting = (ram[:, 86:87] == 18) & (ram[:, 88:89] == 236) & (ram[:, 90:91] == 226)
+    shown = ((distance >= 1) & (distance <= 8) & (ram[:, 46:47] != 0)
+             & ((x < 143) | (x > 147)) & ~waiting)
+    return top, left, shown, height, width
+
+
 # Sprite boxes per game, read from the console RAM (the games of preprocess.GAMES that have one).
 RAM_MAPS = {
     "mspacman": (
@@ -212,6 +242,9 @@ RAM_MAPS = {
                                           space_invaders_aliens_shown, dx=-1, dy_byte=16,
                                           dy_scale=2)),
     ),
+    "battlezone": (
+        Sprites("enemy", None, None, battlezone_enemy),
+    ),
 }
 
 
@@ -220,9 +253,10 @@ def sprite_boxes(sprites, ram):
 
     Screen rectangles are clipped to the screen; a sprite wholly off screen is not shown.
     """
-    top, left, present = sprites.locate(ram)                          # [N, M] each
-    y0, y1 = np.clip(top, 0, SCREEN_HEIGHT), np.clip(top + sprites.height, 0, SCREEN_HEIGHT)
-    x0, x1 = np.clip(left, 0, SCREEN_WIDTH), np.clip(left + sprites.width, 0, SCREEN_WIDTH)
+    top, left, present, *size = sprites.locate(ram)                   # [N, M] each
+    height, width = size or (sprites.height, sprites.width)
+    y0, y1 = np.clip(top, 0, SCREEN_HEIGHT), np.clip(top + height, 0, SCREEN_HEIGHT)
+    x0, x1 = np.clip(left, 0, SCREEN_WIDTH), np.clip(left + width, 0, SCREEN_WIDTH)
     shown = present & (y1 > y0) & (x1 > x0)
     scale_y, scale_x = FRAME_SIZE / SCREEN_HEIGHT, FRAME_SIZE / SCREEN_WIDTH
     boxes = np.stack([y0 * scale_y, x0 * scale_x, y1 * scale_y, x1 * scale_x], axis=-1) - 0.5

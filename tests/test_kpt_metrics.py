@@ -23,7 +23,8 @@ FRAMES_PER_GAME = 600
 # Rows outside the playfield (score, lives: same colours as some sprites) are ignored.
 
 PLAYFIELD_ROWS = {  # first and last frame row
-    "mspacman": (0, 68), "seaquest": (16, 63), "frostbite": (16, 74), "space_invaders": (8, 77)}
+    "mspacman": (0, 68), "seaquest": (16, 63), "frostbite": (16, 74), "space_invaders": (8, 77),
+    "battlezone": (34, 46)}
 
 # (game, label): colours, fewest boxes to judge, least share of boxes showing the colour
 SPRITE_COLOURS = {
@@ -40,6 +41,9 @@ SPRITE_COLOURS = {
     ("frostbite", "ice_floe"): ([(214, 214, 214), (84, 138, 210)], 0.95),
     ("space_invaders", "player"): ([(50, 132, 50)], 0.85),
     ("space_invaders", "alien"): ([(134, 134, 29)], 0.95),
+    # tanks and saucers blue, fighters red
+    ("battlezone", "enemy"): ([(24, 80, 128), (66, 136, 176), (45, 109, 152), (200, 72, 72),
+                              (214, 92, 92), (167, 26, 26), (184, 50, 50)], 0.9),
 }
 
 
@@ -153,6 +157,22 @@ def test_fruit_partly_off_screen_is_clipped_and_absent_without_position():
     assert "fruit" not in km.object_boxes("mspacman", ram).labels
 
 
+def test_battlezone_enemy_size_by_distance_wrapped_hidden_and_absent():
+    ram = np.zeros(128, np.uint8)
+    ram[46], ram[47], ram[48] = 20, 3, 100                 # distance class 3 at x byte 100
+    np.testing.assert_allclose(km.object_boxes("battlezone", ram).boxes,
+                               [screen_box(93, 101, 5, 8)], atol=1e-5)
+    ram[47], ram[48] = 8, 150                              # near, wrapped: left edge at -9
+    np.testing.assert_allclose(km.object_boxes("battlezone", ram).boxes,
+                               [screen_box(90, 0, 15, 7)], atol=1e-5)
+    for byte, value in ((48, 145), (47, 0), (47, 9), (46, 0)):  # hidden, a dot, none, none
+        changed = ram.copy()
+        changed[byte] = value
+        assert len(km.object_boxes("battlezone", changed).boxes) == 0, (byte, value)
+    ram[86], ram[88], ram[90] = 18, 236, 226               # the game waits to start
+    assert len(km.object_boxes("battlezone", ram).boxes) == 0
+
+
 def test_batch_and_single_frame_agree(rendered):
     _, rams, objects = rendered("seaquest")
     for ram, frame_objects in zip(rams[:100], objects):
@@ -174,10 +194,10 @@ def test_boxes_lie_in_the_frame(rendered, game):
 
 def test_unmapped_game_names_the_covered_ones():
     with pytest.raises(km.NoGroundTruth,
-                       match="no ground-truth mapping for game battlezone; covered: mspacman"):
-        km.object_boxes("battlezone", np.ones(128, np.uint8))
-    with pytest.raises(ConfigError, match="battlezone"):
-        km.ground_truth_for_split({"ram": np.ones((3, 128), np.uint8)}, "battlezone")
+                       match="no ground-truth mapping for game enduro; covered: mspacman"):
+        km.object_boxes("enduro", np.ones(128, np.uint8))
+    with pytest.raises(ConfigError, match="enduro"):
+        km.ground_truth_for_split({"ram": np.ones((3, 128), np.uint8)}, "enduro")
 
 
 def small_split(tmp_path, attrs, frames=20):
@@ -386,7 +406,7 @@ class FixedKeypoints:
 @pytest.fixture(scope="module")
 def tiny_splits(tmp_path_factory):
     data_dir = str(tmp_path_factory.mktemp("data"))
-    for env in ("mspacman", "battlezone"):
+    for env in ("mspacman", "enduro"):
         pp.generate_dataset(env, data_dir, num_frames=40, num_eval_frames=30, seed=0)
     return data_dir
 
@@ -419,9 +439,9 @@ def test_report_scores_models_and_a_random_row(tiny_splits, tmp_path, capsys):
 
 def test_report_without_ground_truth_says_so_and_goes_on(tiny_splits, tmp_path, capsys):
     result = km.report_keypoint_quality({"m": FixedKeypoints([[0.0, 0.0]])}, str(tmp_path),
-                                        "battlezone", tiny_splits, "none", 4.0, 10, 0)
+                                        "enduro", tiny_splits, "none", 4.0, 10, 0)
     assert result is None and os.listdir(tmp_path) == []
-    assert ("no ground-truth mapping for game battlezone; covered: mspacman"
+    assert ("no ground-truth mapping for game enduro; covered: mspacman"
             in capsys.readouterr().out)
 
 
@@ -472,6 +492,6 @@ def test_split_probe_counts_bars_and_is_none_without_ground_truth(tiny_splits, c
     assert set(metrics) == {"precision", "recall", "spread", "on_distractor", "precision_clean",
                             "attraction", "robustness"}
     assert metrics["precision_clean"] == metrics["precision"]  # keypoints that ignore the bars
-    assert km.split_probe("battlezone", tiny_splits, "none", 4.0, 10, 0) is None
-    assert "no ground-truth mapping for game battlezone" in capsys.readouterr().out
+    assert km.split_probe("enduro", tiny_splits, "none", 4.0, 10, 0) is None
+    assert "no ground-truth mapping for game enduro" in capsys.readouterr().out
     assert km.split_probe("mspacman", tiny_splits, "none", 4.0, 0, 0) is None
