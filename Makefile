@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test demo bench figure2 table1 clean
+.PHONY: install test demo bench figure2 games table1 clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ bench: install
 BUDGET ?= 30
 figure2: install
 	$(PY) experiments.py figure2 with budget=$(BUDGET)
+
+# Keypoints on every game of the paper (MsPacman, Seaquest, Frostbite, BattleZone,
+# SpaceInvaders, each with its K): both methods' recipes for GAMES_BUDGET minutes each, one
+# after another, then a table and a picture per game; a second call continues.
+GAMES_BUDGET ?= 11
+games: install
+	$(PY) experiments.py games with budget=$(GAMES_BUDGET)
 
 # The paper's Table 1 on one game: the keypoint agents (AGENTS, default PKey-GNN,
 # Transporter-GNN and the fixed-keypoint control), their floors (random policy; each agent

@@ -3,11 +3,15 @@ and pictures under docs/.
 
     python experiments.py figure2 with budget=30        # make figure2 BUDGET=30
     python experiments.py table1 with mspacman seeds=3 steps=100000   # make table1
+    python experiments.py games with budget=11          # make games
 
 figure2 (the paper's Figure 2 and section 4.1): PermaKey and Transporter trained for the
 same wall time (`budget` minutes each, counted across resumes), on clean frames and with
 distractor bars (`noise_type="both"`), on the same frames; then `compare_kpts` for each
 noise, the two grids, and a table of keypoint quality against the RAM ground truth.
+
+games: figure2's clean comparison on each game of the paper (MsPacman, Seaquest,
+Frostbite, BattleZone, SpaceInvaders, each with its K), a table and a picture per game.
 
 table1 (the paper's Table 1, one game): keypoint agents trained for `steps` environment
 steps with `seeds` training seeds each, the floors measured with the same protocol (a
@@ -55,6 +59,8 @@ def config():
     tp_args = []  # more key=value for the Transporter trainings
     exp_root = None  # default <command>_exp: figure2_exp/<method>/..., table1_exp/agents/...
     out_dir = "docs"  # figure2_<noise>_cpu.png, figure2_table.md; table1_<env>.md, _curves.png
+    # games
+    envs = ["mspacman", "seaquest", "frostbite", "battlezone", "space_invaders"]  # K: the paper's
     # table1
     agents = ["PKey-GNN", "Transporter-GNN", "Control-GNN"]  # names of plots.AGENT_KINDS
     seeds = 3  # training seeds 0 .. seeds-1 of every agent
@@ -137,6 +143,23 @@ def compare(runs_of, noise_type, pkey_recipe, env, num_keypoints, train_args, ex
     return folder
 
 
+def train_and_compare(env, num_keypoints, noise_type, budget, pkey_recipe, tp_recipe,
+                      pkey_args, tp_args, exp_root):
+    """Both methods trained (or continued) for `budget` minutes each on one game and noise,
+    then compared on its test frames: {"compare": folder, "rows": keypoint metrics per
+    method name, "runs": {method: (run folder, steps, minutes)}}."""
+    recipes = {"permakey": pkey_recipe, "transporter": tp_recipe}
+    budget_args = [f"max_minutes={budget}", "epochs=100000", "max_patience=100000"]
+    args = {"permakey": budget_args + list(pkey_args), "transporter": budget_args + list(tp_args)}
+    runs_of = {method: train_or_resume(method, noise_type, recipes[method], env, num_keypoints,
+                                       args[method], exp_root)
+               for method in METHODS}
+    folder = compare(runs_of, noise_type, pkey_recipe, env, num_keypoints, pkey_args, exp_root)
+    rows = read_json(os.path.join(folder, "keypoint_metrics.json"))["rows"]
+    return {"compare": folder, "rows": rows,
+            "runs": {method: (d, *training_summary(d)) for method, d in runs_of.items()}}
+
+
 def machine_name():
     """The CPU (with its bf16 units) and cores, for the table."""
     from bench import machine
@@ -163,19 +186,10 @@ def figure2(_config, env, num_keypoints, budget, noise_types, pkey_recipe, tp_re
     if not noise_types or len(set(noise_types)) != len(noise_types):
         raise ConfigError(f"noise_types={noise_types!r}: expected distinct noise types, "
                           f"the clean reference first")
-    recipes = {"permakey": pkey_recipe, "transporter": tp_recipe}
-    budget_args = [f"max_minutes={budget}", "epochs=100000", "max_patience=100000"]
-    args = {"permakey": budget_args + list(pkey_args), "transporter": budget_args + list(tp_args)}
-    results = {}
-    for noise_type in noise_types:
-        runs_of = {method: train_or_resume(method, noise_type, recipes[method], env,
-                                           num_keypoints, args[method], exp_root)
-                   for method in METHODS}
-        folder = compare(runs_of, noise_type, pkey_recipe, env, num_keypoints, pkey_args,
-                         exp_root)
-        measured = read_json(os.path.join(folder, "keypoint_metrics.json"))["rows"]
-        results[noise_type] = {"compare": folder, "rows": measured,
-                               "runs": {m: (d, *training_summary(d)) for m, d in runs_of.items()}}
+    results = {noise_type: train_and_compare(env, num_keypoints, noise_type, budget,
+                                             pkey_recipe, tp_recipe, pkey_args, tp_args,
+                                             exp_root)
+               for noise_type in noise_types}
     os.makedirs(out_dir, exist_ok=True)
     for noise_type, result in results.items():
         picture = os.path.join(out_dir, f"figure2_{'clean' if noise_type == 'none' else noise_type}"
@@ -186,6 +200,41 @@ def figure2(_config, env, num_keypoints, budget, noise_types, pkey_recipe, tp_re
                                 env=env, budget=budget, cpu=machine_name(),
                                 date=datetime.date.today().isoformat())
     path = os.path.join(out_dir, "figure2_table.md")
+    with open(path, "w") as f:
+        f.write(table)
+    print(table)
+    print(f"table: {path}")
+    return results
+
+
+# --------------------------------------------------------------------------------------
+# games
+
+
+@ex.command
+@one_line_errors
+def games(_config, envs, budget, pkey_recipe, tp_recipe, pkey_args, tp_args, exp_root, out_dir):
+    """Both methods' recipes on every game of `envs` (with the paper's K of each), `budget`
+    minutes each, on clean frames: docs/games_table.md and a picture per game."""
+    check_options(_config, OPTIONS)
+    import plots
+    envs = [preprocess.canonical_env(env)
+            for env in (envs.split(",") if isinstance(envs, str) else envs)]
+    exp_root = exp_root or "games_exp"
+    results = {}
+    for game in envs:
+        num_keypoints = preprocess.GAMES[game].num_keypoints
+        results[game] = dict(train_and_compare(game, num_keypoints, "none", budget, pkey_recipe,
+                                               tp_recipe, pkey_args, tp_args, exp_root),
+                             num_keypoints=num_keypoints)
+        os.makedirs(out_dir, exist_ok=True)
+        picture = os.path.join(out_dir, f"games_{game}.png")
+        shutil.copyfile(os.path.join(results[game]["compare"], "compare_0.png"), picture)
+        print(f"grid: {picture}")
+    table = plots.games_table(results, {m: name for m, (_, name) in METHODS.items()},
+                              budget=budget, cpu=machine_name(),
+                              date=datetime.date.today().isoformat())
+    path = os.path.join(out_dir, "games_table.md")
     with open(path, "w") as f:
         f.write(table)
     print(table)

@@ -630,6 +630,38 @@ def figure2_table(results, method_names, env, budget, cpu, date):
     return "\n".join(lines + ["", "Run folders:", *notes, ""])
 
 
+GAMES_COLUMNS = ["game", "K", "method", "precision", "recall", "spread (px)", "steps",
+                 "training minutes"]
+
+
+def games_table(results, method_names, budget, cpu, date):
+    """Markdown table of experiments.games: per game, one row per method and one for
+    uniformly random keypoints.
+
+    results: {game: {"num_keypoints": K, "rows": keypoint_metrics.json rows of
+    compare_kpts (method name -> metrics), "runs": {method: (run folder, steps, minutes)}}}.
+    """
+    lines = [f"# Keypoints on every game: {budget:g} minutes of training per model", "",
+             f"Made by `make games GAMES_BUDGET={budget:g}` on {date}; {cpu}. Test split, RAM "
+             f"ground truth, 4 px; K is the paper's for each game.", "",
+             "| " + " | ".join(GAMES_COLUMNS) + " |", "|" + "---|" * len(GAMES_COLUMNS)]
+    notes = []
+    for game, result in results.items():
+        for method, name in [*method_names.items(), ("random", "random")]:
+            metrics = result["rows"].get(name)
+            if metrics is None:
+                continue
+            cells = [game, str(result["num_keypoints"]), name,
+                     metric_cell(metrics, "precision"), metric_cell(metrics, "recall"),
+                     f"{metrics['spread']:.1f}" if "spread" in metrics else "-"]
+            run = result["runs"].get(method)
+            cells += [str(run[1]), f"{run[2]:.1f}"] if run else ["-", "-"]
+            lines.append("| " + " | ".join(cells) + " |")
+            if run:
+                notes.append(f"- {game}, {name}: `{run[0]}`")
+    return "\n".join(lines + ["", "Run folders:", *notes, ""])
+
+
 # ----------------------------------------------------------------------------
 # experiments.table1: the agents of one game against their floors
 

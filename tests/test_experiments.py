@@ -105,6 +105,67 @@ def test_figure2_table_ratios_by_hand():
 
 
 # --------------------------------------------------------------------------------------
+# make games
+
+
+def test_games_trains_each_game_with_its_k_and_writes_a_table_and_pictures(tmp_path,
+                                                                          monkeypatch):
+    # train_and_compare itself is figure2's (tested above, end to end): here, what games
+    # asks of it for each game, and what it makes of the answers.
+    calls = []
+
+    def fake_train_and_compare(env, num_keypoints, noise_type, budget, *args):
+        calls.append((env, num_keypoints, noise_type, budget))
+        folder = tmp_path / "exp" / env
+        folder.mkdir(parents=True)
+        (folder / "compare_0.png").write_bytes(b"png of " + env.encode())
+        return {"compare": str(folder), "rows": {"PermaKey": {"precision": 0.7, "recall": 0.6},
+                                                 "random": {"precision": 0.1, "recall": 0.2}},
+                "runs": {"permakey": (str(folder / "1"), 480, 11.0)}}
+
+    monkeypatch.setattr(experiments, "train_and_compare", fake_train_and_compare)
+    results = experiments.ex.run("games", config_updates={
+        "envs": "battlezone,frosbite", "budget": 11, "out_dir": str(tmp_path / "docs")}).result
+    assert calls == [("battlezone", 8, "none", 11), ("frostbite", 20, "none", 11)]
+    assert results["battlezone"]["num_keypoints"] == 8
+    docs = tmp_path / "docs"
+    assert sorted(os.listdir(docs)) == ["games_battlezone.png", "games_frostbite.png",
+                                        "games_table.md"]
+    assert (docs / "games_frostbite.png").read_bytes() == b"png of frostbite"
+    table = (docs / "games_table.md").read_text()
+    assert table.count("| battlezone | 8 | ") == 2 and table.count("| frostbite | 20 | ") == 2
+
+
+def test_a_quick_battlezone_training_resolves_the_paper_k(capsys):
+    import pkey_train
+    pkey_train.ex.run_commandline(["pkey_train.py", "print_config", "with", "quick",
+                                   "battlezone"])
+    printed = capsys.readouterr().out
+    assert "num_keypoints = 8" in printed and "env = 'battlezone'" in printed
+
+
+def test_games_refuses_an_unknown_game_before_any_training(tmp_path, one_line_error):
+    line = one_line_error(experiments.ex, "games", {"envs": "mspacman,pong",
+                                                    "exp_root": str(tmp_path)})
+    assert line.startswith("error: unknown env 'pong'; accepted: mspacman")
+    assert not os.listdir(tmp_path)
+
+
+def test_games_table_by_hand():
+    results = {"seaquest": {
+        "num_keypoints": 10,
+        "rows": {"PermaKey": {"precision": 0.76, "recall": 0.75, "spread": 20.04},
+                 "random": {"precision": 0.07, "recall": float("nan")}},
+        "runs": {"permakey": ("exp/permakey/none/seaquest/10/1", 480, 11.04)}}}
+    table = plots.games_table(results, {"permakey": "PermaKey", "transporter": "Transporter"},
+                              11, "CPU X", "2026-12-04")
+    rows = [line for line in table.splitlines() if line.startswith("| seaquest")]
+    assert rows == ["| seaquest | 10 | PermaKey | 0.760 | 0.750 | 20.0 | 480 | 11.0 |",
+                    "| seaquest | 10 | random | 0.070 | - | - | - | - |"]
+    assert "GAMES_BUDGET=11" in table and "CPU X" in table
+
+
+# --------------------------------------------------------------------------------------
 # make table1
 
 

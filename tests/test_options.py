@@ -47,6 +47,7 @@ BAD_VALUES = [
     (agent_train, "evaluate", "num_eval_episodes", 0, "an integer >= 1"),
     (experiments, "figure2", "budget", 0, "a positive number"),
     (experiments, "figure2", "num_keypoints", 0, "an integer >= 1"),
+    (experiments, "games", "budget", -1, "a positive number"),
     (experiments, "table1", "seeds", 0, "an integer >= 1"),
     (experiments, "table1", "warmup", 0, "an integer >= 1"),
     (experiments, "table1", "num_eval_episodes", -1, "an integer >= 1"),
