@@ -160,6 +160,21 @@ def train_and_compare(env, num_keypoints, noise_type, budget, pkey_recipe, tp_re
             "runs": {method: (d, *training_summary(d)) for method, d in runs_of.items()}}
 
 
+def save_grid(compare_folder, picture):
+    """The first Figure-2 grid of a compare_kpts folder, copied to `picture`."""
+    os.makedirs(os.path.dirname(picture) or ".", exist_ok=True)
+    shutil.copyfile(os.path.join(compare_folder, "compare_0.png"), picture)
+    print(f"grid: {picture}")
+
+
+def save_table(table, path):
+    """Write a markdown table and show it."""
+    with open(path, "w") as f:
+        f.write(table)
+    print(table)
+    print(f"table: {path}")
+
+
 def machine_name():
     """The CPU (with its bf16 units) and cores, for the table."""
     from bench import machine
@@ -190,20 +205,13 @@ def figure2(_config, env, num_keypoints, budget, noise_types, pkey_recipe, tp_re
                                              pkey_recipe, tp_recipe, pkey_args, tp_args,
                                              exp_root)
                for noise_type in noise_types}
-    os.makedirs(out_dir, exist_ok=True)
     for noise_type, result in results.items():
-        picture = os.path.join(out_dir, f"figure2_{'clean' if noise_type == 'none' else noise_type}"
-                                        f"_cpu.png")
-        shutil.copyfile(os.path.join(result["compare"], "compare_0.png"), picture)
-        print(f"grid: {picture}")
-    table = plots.figure2_table(results, {m: name for m, (_, name) in METHODS.items()},
-                                env=env, budget=budget, cpu=machine_name(),
-                                date=datetime.date.today().isoformat())
-    path = os.path.join(out_dir, "figure2_table.md")
-    with open(path, "w") as f:
-        f.write(table)
-    print(table)
-    print(f"table: {path}")
+        save_grid(result["compare"], os.path.join(
+            out_dir, f"figure2_{'clean' if noise_type == 'none' else noise_type}_cpu.png"))
+    save_table(plots.figure2_table(results, {m: name for m, (_, name) in METHODS.items()},
+                                   env=env, budget=budget, cpu=machine_name(),
+                                   date=datetime.date.today().isoformat()),
+               os.path.join(out_dir, "figure2_table.md"))
     return results
 
 
@@ -220,6 +228,8 @@ def games(_config, envs, budget, pkey_recipe, tp_recipe, pkey_args, tp_args, exp
     import plots
     envs = [preprocess.canonical_env(env)
             for env in (envs.split(",") if isinstance(envs, str) else envs)]
+    if not envs:
+        raise ConfigError("envs=[]: expected one or more games")
     exp_root = exp_root or "games_exp"
     results = {}
     for game in envs:
@@ -227,18 +237,11 @@ def games(_config, envs, budget, pkey_recipe, tp_recipe, pkey_args, tp_args, exp
         results[game] = dict(train_and_compare(game, num_keypoints, "none", budget, pkey_recipe,
                                                tp_recipe, pkey_args, tp_args, exp_root),
                              num_keypoints=num_keypoints)
-        os.makedirs(out_dir, exist_ok=True)
-        picture = os.path.join(out_dir, f"games_{game}.png")
-        shutil.copyfile(os.path.join(results[game]["compare"], "compare_0.png"), picture)
-        print(f"grid: {picture}")
-    table = plots.games_table(results, {m: name for m, (_, name) in METHODS.items()},
-                              budget=budget, cpu=machine_name(),
-                              date=datetime.date.today().isoformat())
-    path = os.path.join(out_dir, "games_table.md")
-    with open(path, "w") as f:
-        f.write(table)
-    print(table)
-    print(f"table: {path}")
+        save_grid(results[game]["compare"], os.path.join(out_dir, f"games_{game}.png"))
+    save_table(plots.games_table(results, {m: name for m, (_, name) in METHODS.items()},
+                                 budget=budget, cpu=machine_name(),
+                                 date=datetime.date.today().isoformat()),
+               os.path.join(out_dir, "games_table.md"))
     return results
 
 

@@ -610,24 +610,37 @@ def figure2_table(results, method_names, env, budget, cpu, date):
              "|" + "---|" * len(FIGURE2_COLUMNS)]
     notes = []
     for noise_type, result in results.items():
-        for method, name in [*method_names.items(), ("random", "random")]:
-            metrics = result["rows"].get(name)
-            if metrics is None:
-                continue
-            cells = [name, noise_type] + [metric_cell(metrics, key) for key in
-                                          ("precision", "recall")]
-            cells.append(f"{metrics['spread']:.1f}" if "spread" in metrics else "-")
+        for method, name, metrics, run in compared_rows(result, method_names):
+            cells = [name, noise_type, *quality_cells(metrics)]
             cells += [metric_cell(metrics, key) for key in ("on_distractor", "attraction")]
             reference = results[clean]["rows"].get(name, {}).get("precision")
             robust = (metrics["precision"] / reference
                       if noise_type != clean and method != "random" and reference else None)
             cells.append("-" if robust is None else f"{robust:.2f}")
-            run = result["runs"].get(method)
-            cells += [str(run[1]), f"{run[2]:.1f}"] if run else ["-", "-"]
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append("| " + " | ".join(cells + run_cells(run)) + " |")
             if run:
                 notes.append(f"- {name}, noise {noise_type}: `{run[0]}`")
     return "\n".join(lines + ["", "Run folders:", *notes, ""])
+
+
+def compared_rows(result, method_names):
+    """(method, name, metrics, run or None) of each method a compare_kpts result measured,
+    then of the random keypoints."""
+    for method, name in [*method_names.items(), ("random", "random")]:
+        metrics = result["rows"].get(name)
+        if metrics is not None:
+            yield method, name, metrics, result["runs"].get(method)
+
+
+def quality_cells(metrics):
+    """precision, recall and spread (px) cells."""
+    return [metric_cell(metrics, "precision"), metric_cell(metrics, "recall"),
+            f"{metrics['spread']:.1f}" if "spread" in metrics else "-"]
+
+
+def run_cells(run):
+    """steps and training minutes cells of a (run folder, steps, minutes) or None."""
+    return [str(run[1]), f"{run[2]:.1f}"] if run else ["-", "-"]
 
 
 GAMES_COLUMNS = ["game", "K", "method", "precision", "recall", "spread (px)", "steps",
@@ -647,15 +660,9 @@ def games_table(results, method_names, budget, cpu, date):
              "| " + " | ".join(GAMES_COLUMNS) + " |", "|" + "---|" * len(GAMES_COLUMNS)]
     notes = []
     for game, result in results.items():
-        for method, name in [*method_names.items(), ("random", "random")]:
-            metrics = result["rows"].get(name)
-            if metrics is None:
-                continue
-            cells = [game, str(result["num_keypoints"]), name,
-                     metric_cell(metrics, "precision"), metric_cell(metrics, "recall"),
-                     f"{metrics['spread']:.1f}" if "spread" in metrics else "-"]
-            run = result["runs"].get(method)
-            cells += [str(run[1]), f"{run[2]:.1f}"] if run else ["-", "-"]
+        for _, name, metrics, run in compared_rows(result, method_names):
+            cells = [game, str(result["num_keypoints"]), name, *quality_cells(metrics),
+                     *run_cells(run)]
             lines.append("| " + " | ".join(cells) + " |")
             if run:
                 notes.append(f"- {game}, {name}: `{run[0]}`")

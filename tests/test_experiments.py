@@ -148,6 +148,8 @@ def test_games_refuses_an_unknown_game_before_any_training(tmp_path, one_line_er
     line = one_line_error(experiments.ex, "games", {"envs": "mspacman,pong",
                                                     "exp_root": str(tmp_path)})
     assert line.startswith("error: unknown env 'pong'; accepted: mspacman")
+    line = one_line_error(experiments.ex, "games", {"envs": [], "exp_root": str(tmp_path)})
+    assert line == "error: envs=[]: expected one or more games"
     assert not os.listdir(tmp_path)
 
 
