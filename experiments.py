@@ -268,17 +268,38 @@ def agent_kinds(names):
     return [known[str(n).lower()] for n in names]
 
 
-def agent_runs(game_dir, seed, num_iters, keypoint_run):
+def agent_runs(game_dir, seed, num_iters, keypoint_run, agent_args=()):
     """The agent run folders of `game_dir` trained with `seed` for `num_iters` steps on
-    `keypoint_run` (their Sacred config.json), oldest first."""
+    `keypoint_run` and with every key=value of `agent_args` (their Sacred config.json),
+    oldest first."""
     found = []
     for run_dir in run_folders_in(game_dir):
         config = read_json(os.path.join(run_dir, "config.json")) or {}
         if (config.get("seed") == seed and config.get("num_iters") == num_iters
                 and os.path.realpath(str(config.get("vis_ckpt_fname")))
-                == os.path.realpath(keypoint_run)):
+                == os.path.realpath(keypoint_run) and has_options(config, agent_args)):
             found.append(run_dir)
     return found
+
+
+def has_options(config, options):
+    """Whether a recorded config holds each key=value of `options`, read as Sacred reads a
+    command line (one value for a list key is a list of one)."""
+    from sacred.arg_parser import _convert_value
+
+    def as_list(value):
+        return list(value) if isinstance(value, (list, tuple)) else [value]
+
+    for option in options:
+        key, assigns, text = str(option).partition("=")
+        if not assigns:  # a named config
+            continue
+        value, recorded = _convert_value(text), config.get(key)
+        if isinstance(value, (list, tuple)) or isinstance(recorded, (list, tuple)):
+            value, recorded = as_list(value), as_list(recorded)
+        if value != recorded:
+            return False
+    return True
 
 
 def run_folders_in(folder):
@@ -292,12 +313,14 @@ def newest_evaluation(folder):
     return read_json(os.path.join(run_folders_in(folder)[-1], "evaluation.json"))
 
 
-def train_agent(game_dir, common, kp_type, encoder, keypoint_run, seed, num_iters, warmup, label):
-    """Train one agent run, or continue or skip it; returns its folder."""
+def train_agent(game_dir, common, kp_type, encoder, keypoint_run, seed, num_iters, warmup, label,
+                agent_args):
+    """Train one agent run, or continue or skip it; returns its folder. `common` holds
+    `agent_args`, which a run must have been trained with to be continued or skipped."""
     args = [*common, f"kp_type={kp_type}", f"kpt_encoder_type={encoder}",
             f"vis_ckpt_fname={keypoint_run}", "vis_load=best", f"num_iters={num_iters}",
             f"warmup_steps={warmup}", f"seed={seed}"]
-    previous = [d for d in agent_runs(game_dir, seed, num_iters, keypoint_run)
+    previous = [d for d in agent_runs(game_dir, seed, num_iters, keypoint_run, agent_args)
                 if glob.glob(os.path.join(d, "ckpt", "ckpt-*.index"))]
     if previous and is_finished(previous[-1]):
         print(f"{label}: finished in {previous[-1]}, skipped")
@@ -305,7 +328,8 @@ def train_agent(game_dir, common, kp_type, encoder, keypoint_run, seed, num_iter
     if previous:
         args.append(f"resume_dir={previous[-1]}")
     run_script("agent_train.py", ["with", *args])
-    done = [d for d in agent_runs(game_dir, seed, num_iters, keypoint_run) if is_finished(d)]
+    done = [d for d in agent_runs(game_dir, seed, num_iters, keypoint_run, agent_args)
+            if is_finished(d)]
     if not done:
         raise ConfigError(f"{label}: the training stopped before its end; call the command "
                           f"again to continue it")
@@ -410,7 +434,7 @@ def table1(_config, env, num_keypoints, agents, seeds, steps, warmup, pkey_run, 
                 label = f"{name} {'warm-up only' if part == 'floors' else ''} seed {seed}"
                 run_args = common + [f"exp_root={root}"]
                 run_dir = train_agent(game_dir, run_args, kp_type, encoder, keypoint_run, seed,
-                                      num_iters, warmup, " ".join(label.split()))
+                                      num_iters, warmup, " ".join(label.split()), agent_args)
                 kept = protocol_returns(run_dir, run_args, kp_type, encoder, game_dir, protocol)
                 results[part].setdefault(name, []).append(run_record(run_dir, kept))
                 write_table()

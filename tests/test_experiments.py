@@ -171,6 +171,27 @@ def test_games_table_by_hand():
 # make table1
 
 
+def test_agent_runs_are_matched_by_seed_steps_keypoints_and_agent_args(tmp_path):
+    keypoints = str(tmp_path / "kp")
+    recorded = [{"seed": 0, "num_iters": 260, "batch_size": 2, "eval_seeds": [1, 2]},
+                {"seed": 0, "num_iters": 260, "batch_size": 4, "eval_seeds": [1]},
+                {"seed": 1, "num_iters": 260, "batch_size": 2, "eval_seeds": [1, 2]}]
+    for number, config in enumerate(recorded, 1):
+        os.makedirs(tmp_path / "game" / str(number))
+        with open(tmp_path / "game" / str(number) / "config.json", "w") as f:
+            json.dump(dict(config, vis_ckpt_fname=keypoints), f)
+
+    def found(*agent_args, seed=0):
+        runs_found = experiments.agent_runs(str(tmp_path / "game"), seed, 260, keypoints,
+                                            agent_args)
+        return [int(os.path.basename(d)) for d in runs_found]
+
+    assert found() == [1, 2]
+    assert found("batch_size=2") == [1] and found("batch_size=4", "eval_seeds=1") == [2]
+    assert found("eval_seeds=1,2", "mspacman") == [1] and found("batch_size=2", seed=1) == [3]
+    assert found("batch_size=8") == [] and found("epsilon_end=1.0") == []
+
+
 # Transporter's keypointer acts ~40x cheaper than PermaKey's, so the tiny table trains
 # Transporter-GNN agents; a random policy ends a MsPacman life in ~110-190 steps, so a
 # 200-step warm-up in one environment stores an episode (test_agent_train.SMOKE).
