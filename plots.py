@@ -655,8 +655,9 @@ def games_table(results, method_names, budget, cpu, date):
     compare_kpts (method name -> metrics), "runs": {method: (run folder, steps, minutes)}}}.
     """
     lines = [f"# Keypoints on every game: {budget:g} minutes of training per model", "",
-             f"Made by `make games GAMES_BUDGET={budget:g}` on {date}; {cpu}. Test split, RAM "
-             f"ground truth, 4 px; K is the paper's for each game.", "",
+             f"Made by `python experiments.py games with envs={','.join(results)} "
+             f"budget={budget:g}` (`make games` runs all five games) on {date}; {cpu}. Test "
+             f"split, RAM ground truth, 4 px; K is the paper's for each game.", "",
              "| " + " | ".join(GAMES_COLUMNS) + " |", "|" + "---|" * len(GAMES_COLUMNS)]
     notes = []
     for game, result in results.items():

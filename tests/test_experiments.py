@@ -164,7 +164,7 @@ def test_games_table_by_hand():
     rows = [line for line in table.splitlines() if line.startswith("| seaquest")]
     assert rows == ["| seaquest | 10 | PermaKey | 0.760 | 0.750 | 20.0 | 480 | 11.0 |",
                     "| seaquest | 10 | random | 0.070 | - | - | - | - |"]
-    assert "GAMES_BUDGET=11" in table and "CPU X" in table
+    assert "games with envs=seaquest budget=11" in table and "CPU X" in table
 
 
 # --------------------------------------------------------------------------------------
