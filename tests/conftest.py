@@ -13,7 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # workers do not fight over the same threads.
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:
-    _threads = str(max(1, len(os.sched_getaffinity(0)) // _WORKERS))
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    _threads = str(max(1, (_cores or 1) // _WORKERS))
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", _threads)
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", _threads)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
