@@ -7,6 +7,7 @@ hold), TensorBoard scalars (`tb/`) and checkpoints (`ckpt_last/`, `ckpt_best/`).
 Resuming points `resume_dir` at such a folder: the new invocation writes into the
 same folder, restores the last checkpoint and continues its step count and metrics.
 """
+import datetime
 import json
 import math
 import os
@@ -17,6 +18,7 @@ import tempfile
 import threading
 import time
 
+from sacred.metrics_logger import linearize_metrics
 from sacred.observers import FileStorageObserver
 
 # Re-exported: the scripts take their errors and file helpers from here with the rest.
@@ -270,13 +272,33 @@ def epochs_to_keep(improved_epochs, last_epoch, keep_epochs):
     return set(improved_epochs) | set(range(max(last_epoch - keep_epochs, 0) + 1, last_epoch + 1))
 
 
-def drop_metrics_after(run_dir, step):
-    """Remove metrics.json entries logged after `step` (a run resumed from an earlier
-    checkpoint logs those steps again)."""
+def flush_metrics(_run):
+    """Write the scalars logged so far to the run's observers (metrics.json) now, not at
+    Sacred's next heartbeat (every 10 s): a checkpoint saved after this call is never
+    ahead of the metrics on disk, even when the process is killed right after it."""
+    pending = getattr(_run, "_metrics", None)  # Sacred keeps them here between heartbeats
+    if pending is None:
+        return
+    metrics = linearize_metrics(pending.get_last_metrics())
+    for observer in _run.observers:
+        observer.log_metrics(metrics_by_name=metrics, info=_run.info)
+
+
+def drop_metrics_after(run_dir, step, saved_at=None):
+    """Remove metrics.json entries logged after `step`, or after the wall time `saved_at`
+    (seconds since the epoch, UTC) when given: a run resumed from a checkpoint logs
+    again what came after it (a checkpoint in the middle of step `step`'s work, e.g.
+    before its validation, is followed by entries at `step` itself)."""
     path = os.path.join(run_dir, "metrics.json")
     metrics = read_json(path, {})
+
+    def after_save(timestamp):  # Sacred stamps with datetime.utcnow(): naive, UTC
+        logged = datetime.datetime.fromisoformat(timestamp)
+        return logged.replace(tzinfo=datetime.timezone.utc).timestamp() > saved_at
+
     for entry in metrics.values():
-        keep = [i for i, s in enumerate(entry["steps"]) if s <= step]
+        keep = [i for i, (s, t) in enumerate(zip(entry["steps"], entry["timestamps"]))
+                if s <= step and not (saved_at and after_save(t))]
         for key in ("values", "steps", "timestamps"):
             entry[key] = [entry[key][i] for i in keep]
     if metrics:
@@ -318,7 +340,8 @@ def fit(train_step, eval_step, datasets, model, optimizer, run_dir, _run, epochs
              "best": tf.Variable(math.inf, dtype=tf.float64),
              "patience": tf.Variable(0, dtype=tf.int64),
              "improved": tf.Variable(""),  # epochs that improved validation: "1 2 5"
-             "seconds": tf.Variable(0.0, dtype=tf.float64)}  # wall time of the run so far
+             "seconds": tf.Variable(0.0, dtype=tf.float64),  # wall time of the run so far
+             "saved_at": tf.Variable(0.0, dtype=tf.float64)}  # time.time() of this save
     checkpoint = tf.train.Checkpoint(model=model, **state,
                                      **({"optimizer": optimizer} if optimizer else {}))
     last = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "ckpt_last"), 1)
@@ -333,7 +356,7 @@ def fit(train_step, eval_step, datasets, model, optimizer, run_dir, _run, epochs
         eval_step(next(iter(datasets["valid"])))
         if optimizer is not None:
             optimizer.build(model.trainable_variables)
-        drop_metrics_after(run_dir, int(state["step"]))
+        drop_metrics_after(run_dir, int(state["step"]), float(state["saved_at"]) or None)
         print(f"resumed from {last.latest_checkpoint} at epoch {int(state['epoch']) + 1}, "
               f"batch {int(state['batch'])} (step {int(state['step'])})")
     writer = tf.summary.create_file_writer(os.path.join(run_dir, "tb"))
@@ -351,8 +374,10 @@ def fit(train_step, eval_step, datasets, model, optimizer, run_dir, _run, epochs
         return max_minutes is not None and time.time() - run_started >= 60 * max_minutes
 
     def save_last():
+        flush_metrics(_run)  # first: what the checkpoint has done is on disk
         started = time.time()
         state["seconds"].assign(started - run_started)
+        state["saved_at"].assign(started)
         last.save(checkpoint_number=int(state["step"]))
         return started
 

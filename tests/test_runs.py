@@ -1,4 +1,5 @@
 """The shared experiment plumbing: fit loop (early stopping, NaN stop, resume), model specs."""
+import datetime
 import json
 import math
 import os
@@ -11,6 +12,8 @@ import numpy as np
 
 import pytest
 import tensorflow as tf
+from sacred.metrics_logger import MetricsLogger
+from sacred.observers import FileStorageObserver
 
 import runs
 from runs import ConfigError
@@ -118,6 +121,61 @@ def test_timed_saves_let_a_crashed_run_resume_within_its_epoch(tmp_path, capsys)
     assert "at epoch 1, batch 3 (step 3)" in capsys.readouterr().out
     assert seen == [0, 1, 2, 3, 0, 1, 2, 3]  # the same batches as a run that never stopped
     assert int(state["step"]) == 8 and float(model.weight.numpy()) == 8.0
+
+
+class SacredRun(FakeRun):
+    """FakeRun that keeps its scalars as Sacred does, until a heartbeat (here: never, or
+    runs.flush_metrics) hands them to a file observer writing <run_dir>/metrics.json."""
+
+    def __init__(self, run_dir):
+        super().__init__()
+        self._metrics, self.info = MetricsLogger(), {}
+        self.observers = [FileStorageObserver(str(run_dir))]
+        self.observers[0].dir = str(run_dir)
+
+    def log_scalar(self, name, value, step=None):
+        self._metrics.log_scalar_metric(name, value, step)
+
+
+def test_a_checkpoint_is_never_ahead_of_the_metrics_on_disk(tmp_path):
+    # A crash (as kill -9) in the first step after epoch 1's checkpoint: Sacred's heartbeat
+    # never ran, yet epoch 1's validation is in metrics.json; the resumed run logs it once.
+    def fit(crash_at=None):
+        def train_step(batch):
+            if int(model.weight.numpy()) + 1 == crash_at:
+                raise Crash()
+            model.weight.assign_add(1.0)
+            return {"loss": 1.0}
+        data = {"train": lambda epoch, start=0: tf.data.Dataset.range(start, 4),
+                "valid": tf.data.Dataset.range(1)}
+        return runs.fit(train_step, lambda batch: {"loss": 1.0}, data, model, None,
+                        str(tmp_path), SacredRun(tmp_path), 2, 10, select=("loss",),
+                        save_every_mins=60)
+
+    model = tf.Module()
+    model.weight = tf.Variable(0.0)
+    with pytest.raises(Crash):
+        fit(crash_at=5)
+    assert runs.read_json(tmp_path / "metrics.json")["valid.loss"]["steps"] == [4]
+    fit()
+    assert runs.read_json(tmp_path / "metrics.json")["valid.loss"]["steps"] == [4, 8]
+
+
+def test_a_resumed_run_drops_the_metrics_logged_after_its_checkpoint(tmp_path):
+    # saved at 12:00:05 during step 4 (its batches done, its validation not): the
+    # validation at step 4 (12:00:07) and all of step 6 go; step 4's training loss stays
+    def entry(*logged):
+        return {"steps": [s for s, _ in logged], "values": [float(s) for s, _ in logged],
+                "timestamps": [f"2026-12-05T12:00:{t:02d}.000000" for _, t in logged]}
+    runs.write_json(tmp_path / "metrics.json", {"train.loss": entry((2, 1), (4, 4), (6, 9)),
+                                                "valid.loss": entry((2, 2), (4, 7), (6, 10))})
+    saved_at = datetime.datetime(2026, 12, 5, 12, 0, 5, tzinfo=datetime.timezone.utc).timestamp()
+    runs.drop_metrics_after(str(tmp_path), 4, saved_at)
+    metrics = runs.read_json(tmp_path / "metrics.json")
+    assert metrics["train.loss"]["steps"] == [2, 4] and metrics["valid.loss"]["steps"] == [2]
+    assert metrics["valid.loss"]["timestamps"] == ["2026-12-05T12:00:02.000000"]
+    runs.drop_metrics_after(str(tmp_path), 2)  # without a save time: by step only
+    assert runs.read_json(tmp_path / "metrics.json")["train.loss"]["steps"] == [2]
 
 
 def test_without_timed_saves_a_crash_loses_the_epoch(tmp_path):

@@ -61,7 +61,8 @@ def test_scaled_axis_readout_is_the_per_axis_readout_of_the_scaled_maps():
     maps = tf.random.stateless_normal([2, 6, 6, 3], seed=[3, 4])
     keypointer = vision_modules.Keypointer(((4, 3, 1),), 3, 0.1, "scaled_axis", readout_scale=7.0)
     features = keypointer.conv_stack(maps, is_training=False)[-1]
-    scaled = keypointer.to_keypoint_maps(features) * 7.0
+    # the scale as the module holds it (exp of its log): 7.0 to float32 rounding
+    scaled = keypointer.to_keypoint_maps(features) * tf.exp(keypointer.log_scale)
     centres, _ = keypointer(maps, is_training=False)
     np.testing.assert_allclose(centres, vision_modules.keypoint_centres(scaled), atol=1e-6)
     assert float(tf.exp(keypointer.log_scale)) == pytest.approx(7.0)  # learned: a variable
