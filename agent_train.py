@@ -528,7 +528,10 @@ class Metrics:
     def __init__(self, _run, run_dir, env_step):
         self._run, self._run_dir = _run, run_dir
         self._writer = run_dir and tf.summary.create_file_writer(os.path.join(run_dir, "tb"))
-        # A resumed run continues from its checkpoint: drop evaluations logged after it.
+        # A resumed run continues from its checkpoint: drop scalars and evaluations logged
+        # after it (the checkpoint at a step is saved after all of that step's logging).
+        if run_dir:
+            runs.drop_metrics_after(run_dir, env_step)
         logged = runs.read_json(self._path("json"), default=[]) if run_dir else []
         self.evaluations = [e for e in logged if e["step"] <= env_step]
         self.best = self.evaluations[-1].get("best") if self.evaluations else None
@@ -913,6 +916,7 @@ def train(_run, _config, env, noise_type, num_iters, warmup_steps, update_every,
                                f"{stats['why']}")
             timed = stop and (stop.received or time.time() - last_save >= 60 * save_every_mins)
             if due or timed:
+                runs.flush_metrics(_run)  # metrics.json is never behind a checkpoint
                 learner.save(env_step, updates)
                 clock.save(env_step)
                 last_save = time.time()

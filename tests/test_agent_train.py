@@ -167,6 +167,11 @@ def test_resume_continues_with_the_saved_replay(agent_run, capsys):
     saved = replay.EpisodeReplay(10, 2 + 3 + 1)
     assert saved.load(os.path.join(run_dir, agent_train.REPLAY_FILE)) == 300
     assert saved.num_episodes >= 1
+    # as if killed after logging an evaluation at step 310, before its checkpoint
+    metrics = read_json(run_dir, "metrics.json")
+    for key, value in (("steps", 310), ("values", 1.0), ("timestamps", "2026-12-05T12:00:00")):
+        metrics["eval.mean"][key].append(value)
+    runs.write_json(os.path.join(run_dir, "metrics.json"), metrics)
     agent_train.ex.run(config_updates=dict(config, num_iters=320, resume_dir=run_dir))
     assert f"the replay too ({saved.num_episodes} episodes)" in capsys.readouterr().out
     # no second warm-up: updates at steps 304, ..., 320 as in an uninterrupted run
