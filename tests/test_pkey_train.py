@@ -52,10 +52,13 @@ def test_training_on_sprites_lowers_losses_and_finds_the_sprites(pnet_readout, p
     centres = model.keypoints(held_out)[0].numpy()  # [64, 3, 2]
     pixel_distance = np.linalg.norm(centres[:, :, None] - held_centres[:, None], axis=-1).min(-1) \
         * (size - 1) / 2  # [64, 3]: each keypoint to its nearest sprite, in pixels
-    # Measured (seed 0, 150 steps): median 3.4 px, 64% of keypoints within 4 px. Uniformly
-    # random keypoints on these scenes: median 8.5 px, 14% within 4 px.
-    assert np.median(pixel_distance) < 5.0
-    assert np.mean(pixel_distance < 4.0) > 0.4
+    # Uniformly random keypoints on these scenes: median 8.5 px, 14% within 4 px (+-2.5%
+    # over 192 keypoints). Trained 150 steps, one thread, seeds 0-6 (sequential, amplitude)
+    # and 0-4 (axis, paper): median 2.9-5.4 px, 31-78% within 4 px (half the runs above
+    # 62%). Float round-off differs between thread counts and CPUs, so a given seed lands
+    # anywhere in that spread: the bounds sit between it and random.
+    assert np.median(pixel_distance) < 6.0
+    assert np.mean(pixel_distance < 4.0) > 0.25
 
 
 # ---------------------------------------------------------------- the Sacred experiment
