@@ -201,13 +201,13 @@ def space_invaders_aliens_shown(ram):  # [N, 6, 6]
 BATTLEZONE_ENEMY = {1: (95, 3, 5), 2: (94, 4, 6), 3: (93, 5, 8), 4: (93, 7, 12),
                     5: (92, 9, 16), 6: (91, 10, 16), 7: (91, 13, 16), 8: (90, 15, 16)}
 # distance class: (top row, height, width)
+_BATTLEZONE_ENEMY_ROWS = np.zeros((10, 3), int)  # the same, indexed by class 0..9 (0, 9: none)
+_BATTLEZONE_ENEMY_ROWS[list(BATTLEZONE_ENEMY)] = list(BATTLEZONE_ENEMY.values())
 
 
 def battlezone_enemy(ram):
     distance, x = ram[:, 47:48], ram[:, 48:49]                        # [N, 1] each
-    table = np.zeros((10, 3), int)
-    table[list(BATTLEZONE_ENEMY)] = list(BATTLEZONE_ENEMY.values())
-    top, height, width = np.moveaxis(table[np.clip(distance, 0, 9)], -1, 0)
+    top, height, width = np.moveaxis(_BATTLEZONE_ENEMY_ROWS[np.clip(distance, 0, 9)], -1, 0)
     left = np.where(x >= 148, x + 1 - SCREEN_WIDTH, x + 1)
     waiting = (ram[:, 86:87] == 18) & (ram[:, 88:89] == 236) & (ram[:, 90:91] == 226)
     shown = ((distance >= 1) & (distance <= 8) & (ram[:, 46:47] != 0)
