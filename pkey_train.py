@@ -38,7 +38,8 @@ def config():
     lsp_layers = (0, 1)  # encoder layers whose local spatial predictability is measured
     patch_sizes = (2, 2)  # LSP cell size per layer
     gauss_std = 0.12
-    pnet_readout = "axis"  # axis (the paper: per-axis softmax) | sequential (a deviation, README)
+    pnet_readout = "axis"  # axis (the paper: per-axis softmax) | scaled_axis | sequential |
+    # sequential_strict (deviations: docs/DESIGN.md)
     pnet_loss = "paper"  # paper (summed heatmaps) | amplitude (a deviation, README)
     latent_dim_size = 32
     decoder_type = "conv"  # conv | deconv

@@ -36,7 +36,8 @@ def config():
     num_pairs = 100_000  # training pairs per epoch (valid/test use a tenth)
     gauss_std = 0.1
     decoder_head = "bn_sigmoid"  # bn_sigmoid (the authors') | conv (DeepMind's reference)
-    keypoint_readout = "axis"  # axis (the paper's per-axis softmax) | sequential
+    keypoint_readout = "axis"  # axis (the paper's per-axis softmax) | scaled_axis | sequential |
+    # sequential_strict (vision_modules.KEYPOINT_READOUTS)
     readout_scale = 10.0  # scaled_axis, sequential readouts: initial scale of the maps (learned)
     centre_maps = False  # subtract each keypoint map's mean over frames at every place
     precision = "auto"  # auto | float32 | bf16 (compute in bfloat16; variables, losses float32).

@@ -112,17 +112,21 @@ class ConvStack(snt.Module):
         return outputs
 
 
-def sequential_keypoint_centres(feature_map, std):
+def sequential_keypoint_centres(feature_map, std, strict=False):
     """Keypoint centres (y, x) in [-1, 1] from a [B, H, W, K] feature map, one after another.
 
-    Keypoint k is the expectation of the grid under a 2-D softmax of map k times
-    prod_{j<k} (1 - heatmap_j) (heatmaps as gaussian_heatmaps, width `std`, with the
-    earlier centres held constant, and each factor at least 1e-6): a place an earlier
-    keypoint holds is closed to it, the more firmly the nearer that keypoint sits to the
-    place's centre, so a much stronger place can still be shared. Where the per-axis
-    readout (keypoint_centres) averages the places a map responds to, this one lets each
-    keypoint take a different blob of maps that respond alike. A deviation from the
-    paper (docs/keypoint_learning.md).
+    Keypoint k is the expectation of the grid under a 2-D softmax of map k where the
+    places of keypoints 1..k-1 are closed (their heatmaps as gaussian_heatmaps, width
+    `std`, with the earlier centres held constant; open_k = prod_{j<k} (1 - heatmap_j)):
+      soft (strict=False): the softmax weights times open_k (each factor at least 1e-6):
+        a place is closed the more firmly the nearer an earlier keypoint sits to its
+        centre, and a much stronger place can still be shared;
+      strict: map k lowered by its own range (max - min, held constant) times
+        1 - open_k: the place an earlier keypoint sits on falls to the map's minimum, so
+        no place is taken twice however strong it is.
+    Where the per-axis readout (keypoint_centres) averages the places a map responds to,
+    this one lets each keypoint take a different blob of maps that respond alike. A
+    deviation from the paper (docs/keypoint_learning.md).
     """
     feature_map = tf.convert_to_tensor(feature_map, tf.float32)
     _, height, width, num_keypoints = feature_map.shape
@@ -130,20 +134,28 @@ def sequential_keypoint_centres(feature_map, std):
                          indexing="ij")
     grid = tf.reshape(tf.stack([ys, xs], -1), [height * width, 2])   # [HW, 2]
     logits = tf.reshape(feature_map, [-1, height * width, num_keypoints])
-    closed = tf.zeros_like(logits[..., 0])                           # [B, HW] log factors
+    log_open = tf.zeros_like(logits[..., 0])                         # [B, HW] log open_k
     centres = []
     for k in range(num_keypoints):
-        weights = tf.nn.softmax(logits[..., k] + closed, axis=-1)    # [B, HW]
+        logit = logits[..., k]                                       # [B, HW]
+        if strict:
+            span = tf.stop_gradient(tf.reduce_max(logit, -1, keepdims=True)
+                                    - tf.reduce_min(logit, -1, keepdims=True))  # [B, 1]
+            logit = logit - span * (1.0 - tf.exp(log_open))
+        else:
+            logit = logit + log_open
+        weights = tf.nn.softmax(logit, axis=-1)                      # [B, HW]
         centres.append(weights @ grid)                               # [B, 2]
         heat = gaussian_heatmaps(tf.stop_gradient(centres[-1])[:, tf.newaxis], height, width, std)
-        closed += tf.math.log(tf.maximum(1.0 - tf.reshape(heat, [-1, height * width]), 1e-6))
+        log_open += tf.math.log(tf.maximum(1.0 - tf.reshape(heat, [-1, height * width]), 1e-6))
     return tf.stack(centres, axis=1)                                 # [B, K, 2]
 
 
 # How a Keypointer turns its K maps into centres: the paper's per-axis softmax, the same
 # with a learned scale on the maps ("scaled_axis"), or the sequential 2-D readout (with a
-# learned scale on the maps). The scales start at `readout_scale`.
-KEYPOINT_READOUTS = ("axis", "scaled_axis", "sequential")
+# learned scale on the maps) with its soft or strict closure. The scales start at
+# `readout_scale`.
+KEYPOINT_READOUTS = ("axis", "scaled_axis", "sequential", "sequential_strict")
 
 
 class CentreOverFrames(snt.Module):
@@ -209,8 +221,9 @@ class Keypointer(snt.Module):
         elif self._readout == "scaled_axis":
             centres = keypoint_centres(keypoint_maps * tf.exp(self.log_scale))  # [B, K, 2]
         else:
-            centres = sequential_keypoint_centres(keypoint_maps * tf.exp(self.log_scale),
-                                                  self._gauss_std)  # [B, K, 2]
+            centres = sequential_keypoint_centres(
+                keypoint_maps * tf.exp(self.log_scale), self._gauss_std,
+                strict=self._readout == "sequential_strict")        # [B, K, 2]
         grid = tf.shape(keypoint_maps)
         heatmaps = gaussian_heatmaps(centres, grid[1], grid[2], self._gauss_std)
         return centres, heatmaps

@@ -147,7 +147,7 @@ def test_evaluate_refuses_a_folder_without_checkpoints(tiny_run, tmp_path, one_l
     ({"env": "pong"}, "unknown env 'pong'"),
     ({"noise_type": "snow"}, "unknown noise_type 'snow'"),
     ({"pnet_readout": "grid"},
-     "pnet_readout='grid': expected one of axis, scaled_axis, sequential"),
+     "pnet_readout='grid': expected one of axis, scaled_axis, sequential, sequential_strict"),
     ({"pnet_loss": "l1"}, "pnet_loss='l1': expected one of paper, amplitude"),
     ({"max_minutes": 0}, "max_minutes=0: expected a positive number or None"),
 ])

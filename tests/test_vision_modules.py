@@ -57,6 +57,31 @@ def test_sequential_readout_gives_each_keypoint_its_own_blob():
     np.testing.assert_allclose(sequential[1], on_grid[1], atol=3e-2)
 
 
+def test_strict_closure_takes_no_place_twice_however_strong():
+    # Both maps respond to a blob of strength 40 and one of 4 (background -20). The soft
+    # closure lowers the strong blob by at most log(1e-6) = -13.8: still far above the
+    # weak one, so both keypoints share it. The strict closure lowers it by the map's
+    # range (60) to the background's level: keypoint 2 takes the weak blob.
+    size, blobs = 9, [(4, 7), (1, 1)]                                # grid step 0.25
+    feature_map = np.full([1, size, size, 2], -20.0, np.float32)
+    for (y, x), strength in zip(blobs, (40.0, 4.0)):
+        feature_map[0, y, x] = strength
+    on_grid = np.array(blobs) * 0.25 - 1.0                           # [2, 2]
+    soft = vision_modules.sequential_keypoint_centres(feature_map, std=0.25).numpy()[0]
+    np.testing.assert_allclose(soft, [on_grid[0], on_grid[0]], atol=1e-3)
+    strict = vision_modules.sequential_keypoint_centres(feature_map, std=0.25,
+                                                        strict=True).numpy()[0]
+    np.testing.assert_allclose(strict, on_grid, atol=1e-3)
+    # the Keypointer's "sequential_strict" readout is this readout of its scaled maps
+    keypointer = vision_modules.Keypointer(((4, 3, 1),), 2, 0.25, "sequential_strict",
+                                           readout_scale=3.0)
+    maps = tf.random.stateless_normal([2, 9, 9, 3], seed=[5, 6])
+    scaled = keypointer.to_keypoint_maps(keypointer.conv_stack(maps, False)[-1]) * 3.0
+    centres, _ = keypointer(maps, is_training=False)
+    np.testing.assert_allclose(centres, vision_modules.sequential_keypoint_centres(
+        scaled, 0.25, strict=True), atol=1e-4)
+
+
 def test_scaled_axis_readout_is_the_per_axis_readout_of_the_scaled_maps():
     maps = tf.random.stateless_normal([2, 6, 6, 3], seed=[3, 4])
     keypointer = vision_modules.Keypointer(((4, 3, 1),), 3, 0.1, "scaled_axis", readout_scale=7.0)
@@ -99,7 +124,7 @@ def test_centring_over_frames_removes_what_every_frame_shows():
 
 def test_keypointer_rejects_an_unknown_readout():
     with pytest.raises(runs.ConfigError,
-                       match="pnet_readout='grid': expected one of axis, scaled_axis, sequential"):
+                       match="pnet_readout='grid': expected one of axis, scaled_axis, sequential, sequential_strict"):
         vision_modules.PermaKey(3, pnet_readout="grid")
 
 
@@ -472,7 +497,7 @@ def test_models_keep_static_shapes_inside_tf_function():
     (dict(num_keypoints=2, decoder_head="linear"),
      "decoder_head='linear': expected one of bn_sigmoid, conv"),
     (dict(num_keypoints=2, keypoint_readout="grid"),
-     "keypoint_readout='grid': expected one of axis, scaled_axis, sequential"),
+     "keypoint_readout='grid': expected one of axis, scaled_axis, sequential, sequential_strict"),
     (dict(num_keypoints=2, keypoint_readout="scaled_axis", readout_scale=0),
      "readout_scale=0: expected a positive number")])
 def test_transporter_bad_config_raises_config_error(kwargs, match):
