@@ -123,8 +123,8 @@ def test_centring_over_frames_removes_what_every_frame_shows():
 
 
 def test_keypointer_rejects_an_unknown_readout():
-    with pytest.raises(runs.ConfigError,
-                       match="pnet_readout='grid': expected one of axis, scaled_axis, sequential, sequential_strict"):
+    with pytest.raises(runs.ConfigError, match="pnet_readout='grid': expected one of axis, "
+                                               "scaled_axis, sequential, sequential_strict"):
         vision_modules.PermaKey(3, pnet_readout="grid")
 
 
