@@ -39,17 +39,23 @@ def test_keypoint_centres_hand_computed_soft_expectation():
     np.testing.assert_allclose(centres[0, 0], [expected_y, expected_x], rtol=1e-5)
 
 
+def _two_blob_maps(strong, weak=4.0, background=-20.0):
+    """Two alike 9 x 9 maps [1, 9, 9, 2] (grid step 0.25) with a `strong` blob at (4, 7)
+    and a `weak` one at (1, 1); returns them and the blobs' grid positions [2, 2]."""
+    size, blobs = 9, [(4, 7), (1, 1)]
+    feature_map = np.full([1, size, size, 2], background, np.float32)
+    for (y, x), strength in zip(blobs, (strong, weak)):
+        feature_map[0, y, x] = strength
+    return feature_map, np.array(blobs) * 0.25 - 1.0
+
+
 def test_sequential_readout_gives_each_keypoint_its_own_blob():
     # Both maps respond to the same two blobs, of strengths 12 and 4 (background -20). The
     # per-axis readout gives both keypoints the same place; the sequential one gives
     # keypoint 1 the stronger blob and keypoint 2, that place closed, the other. Closing
     # multiplies the first place's weight by 1 - heatmap_1 there (small, not zero, as
     # keypoint 1 sits near but not on the blob's centre): keypoint 2 keeps 1-2% of it.
-    size, blobs = 9, [(4, 7), (1, 1)]                                # grid step 0.25
-    feature_map = np.full([1, size, size, 2], -20.0, np.float32)
-    for (y, x), strength in zip(blobs, (12.0, 4.0)):
-        feature_map[0, y, x] = strength
-    on_grid = np.array(blobs) * 0.25 - 1.0                           # [2, 2]
+    feature_map, on_grid = _two_blob_maps(strong=12.0)
     per_axis = vision_modules.keypoint_centres(feature_map).numpy()[0]
     np.testing.assert_allclose(per_axis[0], per_axis[1])
     sequential = vision_modules.sequential_keypoint_centres(feature_map, std=0.25).numpy()[0]
@@ -62,11 +68,7 @@ def test_strict_closure_takes_no_place_twice_however_strong():
     # closure lowers the strong blob by at most log(1e-6) = -13.8: still far above the
     # weak one, so both keypoints share it. The strict closure lowers it by the map's
     # range (60) to the background's level: keypoint 2 takes the weak blob.
-    size, blobs = 9, [(4, 7), (1, 1)]                                # grid step 0.25
-    feature_map = np.full([1, size, size, 2], -20.0, np.float32)
-    for (y, x), strength in zip(blobs, (40.0, 4.0)):
-        feature_map[0, y, x] = strength
-    on_grid = np.array(blobs) * 0.25 - 1.0                           # [2, 2]
+    feature_map, on_grid = _two_blob_maps(strong=40.0)
     soft = vision_modules.sequential_keypoint_centres(feature_map, std=0.25).numpy()[0]
     np.testing.assert_allclose(soft, [on_grid[0], on_grid[0]], atol=1e-3)
     strict = vision_modules.sequential_keypoint_centres(feature_map, std=0.25,
