@@ -58,7 +58,7 @@ def config():
     pkey_args = []  # more key=value for the PermaKey trainings and compare_kpts
     tp_args = []  # more key=value for the Transporter trainings
     exp_root = None  # default <command>_exp: figure2_exp/<method>/..., table1_exp/agents/...
-    out_dir = "docs"  # figure2_<noise>_cpu.png, figure2_table.md; table1_<env>.md, _curves.png
+    out_dir = "docs"  # figure2_<noise>_cpu.png, figure2_table.md; table1_stem(): .md, _curves.png
     # games
     envs = ["mspacman", "seaquest", "frostbite", "battlezone", "space_invaders"]  # K: the paper's
     # table1
@@ -380,6 +380,12 @@ def run_record(run_dir, protocol):
             "evaluations": read_json(os.path.join(run_dir, "evaluations.json")) or []}
 
 
+def table1_stem(game, steps):
+    """The file name (without suffix) of a game's table under out_dir: Atari-100k's is
+    table1_<game>; another budget carries its steps, so that it never replaces that one."""
+    return f"table1_{game}" if steps == 100_000 else f"table1_{game}_{steps}steps"
+
+
 @ex.command
 @one_line_errors
 def table1(_config, env, num_keypoints, agents, seeds, steps, warmup, pkey_run, tp_run,
@@ -409,16 +415,16 @@ def table1(_config, env, num_keypoints, agents, seeds, steps, warmup, pkey_run, 
               "eval_seeds=" + ",".join(map(str, eval_seeds)),
               f"num_eval_episodes={num_eval_episodes}"]
     results = {"random": None, "floors": {}, "agents": {}}
+    stem = os.path.join(out_dir, table1_stem(game, steps))
 
     def write_table():
         os.makedirs(out_dir, exist_ok=True)
         table = plots.table1_table(results, env=game, steps=steps, seeds=seeds, warmup=warmup,
                                    keypoint_runs=keypoint_runs, cpu=machine_name(),
                                    date=datetime.date.today().isoformat())
-        with open(os.path.join(out_dir, f"table1_{game}.md"), "w") as f:
+        with open(stem + ".md", "w") as f:
             f.write(table)
-        plots.save_figure(plots.table1_curves(results, game, steps),
-                          os.path.join(out_dir, f"table1_{game}_curves.png"))
+        plots.save_figure(plots.table1_curves(results, game, steps), stem + "_curves.png")
         return table
 
     # the floor of every agent: uniformly random policies, one per training seed
@@ -440,7 +446,7 @@ def table1(_config, env, num_keypoints, agents, seeds, steps, warmup, pkey_run, 
                 write_table()
     table = write_table()
     print(table)
-    print(f"table: {os.path.join(out_dir, f'table1_{game}.md')}")
+    print(f"table: {stem}.md")
     return results
 
 

@@ -778,6 +778,10 @@ def table1_table(results, env, steps, seeds, warmup, keypoint_runs, cpu, date):
     return "\n".join(lines + [""])
 
 
+def seeds_label(count):
+    return f"{count} seed" + ("" if count == 1 else "s")
+
+
 def table1_curves(results, env, steps):
     """Greedy evaluation means over training of every table1 agent run (thin, one per
     seed) and their mean over seeds (thick), with the floors as horizontal lines."""
@@ -792,10 +796,10 @@ def table1_curves(results, env, steps):
                 curves.setdefault(step, []).append(mean)
         common = sorted(step for step, means in curves.items() if len(means) == len(records))
         ax.plot(common, [np.mean(curves[s]) for s in common], "-o", color=colour, markersize=3,
-                label=f"{name} ({len(records)} seeds)")
+                label=f"{name} ({seeds_label(len(records))})")
     for name, floor in results["floors"].items():
         ax.axhline(np.mean([r["score"] for r in floor]), color=agent_colour(name), linestyle=":",
-                   linewidth=1, label=f"{name} after warm-up ({len(floor)} seeds)")
+                   linewidth=1, label=f"{name} after warm-up ({seeds_label(len(floor))})")
     if results.get("random") is not None:
         ax.axhline(float(np.mean(results["random"])), color="grey", linestyle="--",
                    label="random policy")

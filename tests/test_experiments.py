@@ -230,8 +230,10 @@ def test_table1_trains_floors_agents_tabulates_and_continues(tmp_path, tiny_tran
             assert record["score"] == pytest.approx(np.mean(record["returns"]))
             assert record["seconds"] > 0 and record["cpus"]
     docs = tmp_path / "docs"
-    assert sorted(os.listdir(docs)) == ["table1_mspacman.md", "table1_mspacman_curves.png"]
-    table = (docs / "table1_mspacman.md").read_text()
+    # a budget other than Atari-100k's gets its own files, never replacing that table
+    assert sorted(os.listdir(docs)) == ["table1_mspacman_260steps.md",
+                                        "table1_mspacman_260steps_curves.png"]
+    table = (docs / "table1_mspacman_260steps.md").read_text()
     for row in ("| Transporter-GNN | 1/1 |", "| Transporter-GNN, warm-up only | 1/1 |",
                 "| random policy | 1/1 |", "| Transporter-GNN - random policy |",
                 "| Transporter-GNN - Transporter-GNN, warm-up only |"):
@@ -291,3 +293,21 @@ def test_table1_table_by_hand():
     assert rows["PKey-GNN - random policy"][0] == "350"
     assert rows["PKey-GNN - PKey-GNN, warm-up only"][0] == "400"
     assert "CPU X" in table and "SEEDS=3" in table
+
+
+def test_table1_curves_average_seeds_where_all_have_evaluated():
+    def record(points):
+        return {"evaluations": [{"step": s, "mean": m} for s, m in points], "score": 300.0}
+    results = {"agents": {"PKey-GNN": [record([(10, 100), (20, 300)]), record([(10, 300)])],
+                          "Control-GNN": [record([(10, 50)])]},
+               "floors": {"PKey-GNN": [{"score": 200.0}] * 3}, "random": [[[250, 230]]]}
+    fig = plots.table1_curves(results, "mspacman", 20)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["PKey-GNN (2 seeds)", "Control-GNN (1 seed)",
+                      "PKey-GNN after warm-up (3 seeds)", "random policy"]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    # the thick line: only step 10 has both seeds' evaluations, mean (100 + 300) / 2
+    assert list(lines["PKey-GNN (2 seeds)"].get_xydata().tolist()) == [[10, 200]]
+    assert lines["random policy"].get_ydata()[0] == 240
+    plots.plt.close(fig)
