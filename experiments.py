@@ -19,14 +19,18 @@ uniformly random policy; each agent kind after its warm-up only) and a control w
 keypoints sit at fixed places; each run's selected policy scored by the authors'
 protocol; a table with the differences of means and their bootstrap intervals, and the
 training curves. The keypoint runs are given (pkey_run, tp_run) or made with the
-recipes (TABLE1_KEYPOINT_ARGS).
+recipes (TABLE1_KEYPOINT_ARGS). Each finished run is also recorded beside the table
+(<table1_stem>_runs.json), which a call on a machine without the run folders reads: it
+trains only the runs not recorded there.
 
 Every training is the command line a user would type (printed before it starts), run in
 its own process. A second call continues: finished runs are skipped, an interrupted one
 resumes from its last checkpoint, a missing comparison is made.
 """
+import collections
 import datetime
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -37,7 +41,7 @@ from sacred import Experiment
 
 import runs  # first: TensorFlow then starts without its start-up chatter
 import preprocess
-from common import ConfigError, read_json, write_json
+from common import ConfigError, atomic_path, numpy_scalar, read_json, write_json
 from runs import check_options, one_line_errors
 
 ex = runs.quiet_experiment(Experiment("experiments", save_git_info=False))
@@ -380,6 +384,84 @@ def run_record(run_dir, protocol):
             "evaluations": read_json(os.path.join(run_dir, "evaluations.json")) or []}
 
 
+# Every finished table1 measurement is also kept in docs/ beside its table
+# (<table1_stem>_runs.json, one line per run), so that the table's data outlives the run
+# folders: a call on a machine without them skips the recorded runs, trains the others
+# and tabulates all. A record matches a run by the fields of `measurement_key`.
+def measurement_key(part, name, seed, num_iters, warmup, protocol, agent_args, keypoints):
+    """The fields that make two table1 measurements the same one. seed: the training
+    seed, or the list of them for the random policies (one each); keypoints: how the
+    agent's keypoint run was made (keypoint_source), None for the random policies."""
+    return {"part": part, "agent": name, "seed": seed, "num_iters": num_iters,
+            "warmup": warmup, "protocol": protocol, "agent_args": [str(a) for a in agent_args],
+            "keypoints": keypoints}
+
+
+def keypoint_source(method, given, recipe):
+    """How a method's keypoint run is made: the recipe and its arguments, or the folder."""
+    if given is not None:
+        return "run " + os.path.realpath(str(given))
+    return " ".join([recipe, *TABLE1_KEYPOINT_ARGS[method]])
+
+
+def checkpoint_digest(run_dir, which="best"):
+    """The first 12 hex digits of the SHA-256 of a keypoint run's checkpoint files: two
+    records with the same digest read the same keypoint model."""
+    import hashlib
+    prefix = runs.checkpoint_path(run_dir, which)
+    digest = hashlib.sha256()
+    for path in sorted(glob.glob(prefix + ".*")):
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()[:12]
+
+
+def read_records(path):
+    """The records of a table1_<game>_runs.json ([] when there is none)."""
+    try:
+        records = read_json(path, [])
+        problem = None if isinstance(records, list) and all(
+            isinstance(r, dict) for r in records) else "not a list of objects"
+    except ValueError as error:
+        problem = error
+    if problem:
+        raise ConfigError(f"{path}: expected a JSON list of run records ({problem}); "
+                          f"mend it or move it away")
+    return records
+
+
+def write_records(path, records):
+    """One JSON line per record, written atomically (a diff shows the runs that changed)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write("[\n" + ",\n".join(json.dumps(r, sort_keys=True, default=numpy_scalar)
+                                    for r in records) + "\n]\n")
+
+
+def keypoints_text(sources, records):
+    """{method: how its keypoint runs were made, and the checkpoints `records` read}."""
+    text = {}
+    for method, source in sources.items():
+        digests = collections.Counter(r.get("keypoint_checkpoint") or "not recorded"
+                                      for r in records if r.get("keypoint_method") == method)
+        if digests:
+            text[method] = f"`{source}`, checkpoints " + ", ".join(
+                f"{d} ({n} runs)" for d, n in digests.items())
+    return text
+
+
+def machines_text(records):
+    """The machines of `records`, with their numbers of runs when there are several."""
+    counts = collections.Counter(r.get("machine") or "machine not recorded" for r in records)
+    if len(counts) == 1:
+        return next(iter(counts))
+    return "; ".join(f"{m} ({n} runs)" for m, n in counts.items())
+
+
+def find_record(records, key):
+    return next((r for r in records if all(r.get(k) == v for k, v in key.items())), None)
+
+
 def table1_stem(game, steps):
     """The file name (without suffix) of a game's table under out_dir: Atari-100k's is
     table1_<game>; another budget carries its steps, so that it never replaces that one."""
@@ -401,27 +483,51 @@ def table1(_config, env, num_keypoints, agents, seeds, steps, warmup, pkey_run, 
             raise ConfigError(f"{name}={path!r}: not a keypoint run folder")
     exp_root = exp_root or "table1_exp"
     game = preprocess.env_name(env)
-    # the keypoint runs the agents read: given, or made with the recipes
-    keypoint_runs = {"permakey": pkey_run, "transporter": tp_run}
+    # the keypoint runs the agents read: given, or made with the recipes when a run needs one
+    given = {"permakey": pkey_run, "transporter": tp_run}
     recipes = {"permakey": pkey_recipe, "transporter": tp_recipe}
+    sources = {m: keypoint_source(m, given[m], recipes[m]) for m in METHODS}
+    keypoint_runs = dict(given)
     import agent_train
-    for method in sorted({agent_train.KEYPOINT_KINDS[kp] for _, kp, _ in kinds}):
+
+    def keypoint_run(method):
         if keypoint_runs[method] is None:
             keypoint_runs[method] = train_or_resume(
                 method, "none", recipes[method], env, num_keypoints,
                 TABLE1_KEYPOINT_ARGS[method], os.path.join(exp_root, "keypoints"))
+        return keypoint_runs[method]
+
     protocol = {"eval_seeds": list(eval_seeds), "num_eval_episodes": num_eval_episodes}
     common = [env, f"num_keypoints={num_keypoints}", *map(str, agent_args),
               "eval_seeds=" + ",".join(map(str, eval_seeds)),
               f"num_eval_episodes={num_eval_episodes}"]
     results = {"random": None, "floors": {}, "agents": {}}
     stem = os.path.join(out_dir, table1_stem(game, steps))
+    records_path = stem + "_runs.json"
+    read_records(records_path)  # a malformed file stops the call before any training
+    used = []  # the records of this table
+
+    def measured(key, measure):
+        """The record of `key`: the one kept beside the table, or measure() and keep it
+        (the file read again first: a call for other agents may have added to it)."""
+        record = find_record(read_records(records_path), key)
+        if record is None:
+            record = dict(measure(), **key, date=datetime.date.today().isoformat(),
+                          machine=machine_name())
+            write_records(records_path, read_records(records_path) + [record])
+        else:
+            print(f"{key['agent']} ({key['part']}) seed {key['seed']}: recorded in "
+                  f"{records_path}, skipped")
+        used.append(record)
+        return record
 
     def write_table():
         os.makedirs(out_dir, exist_ok=True)
         table = plots.table1_table(results, env=game, steps=steps, seeds=seeds, warmup=warmup,
-                                   keypoint_runs=keypoint_runs, cpu=machine_name(),
-                                   date=datetime.date.today().isoformat())
+                                   keypoint_runs=keypoints_text(sources, used),
+                                   cpu=machines_text(used),
+                                   date=datetime.date.today().isoformat(),
+                                   records=os.path.basename(records_path))
         with open(stem + ".md", "w") as f:
             f.write(table)
         plots.save_figure(plots.table1_curves(results, game, steps), stem + "_curves.png")
@@ -429,20 +535,33 @@ def table1(_config, env, num_keypoints, agents, seeds, steps, warmup, pkey_run, 
 
     # the floor of every agent: uniformly random policies, one per training seed
     root = os.path.join(exp_root, "random")
-    results["random"] = random_floor(root, common + [f"exp_root={root}"], seeds, protocol)
+    results["random"] = measured(
+        measurement_key("random", "random policy", list(range(seeds)), None, None, protocol,
+                        agent_args, None),
+        lambda: {"returns": random_floor(root, common + [f"exp_root={root}"], seeds,
+                                         protocol)})["returns"]
     # then each agent kind after its warm-up only, then the agents, seed after seed
     for part, num_iters in (("floors", warmup), ("agents", steps)):
         root = os.path.join(exp_root, part)
         for seed in range(seeds):
             for name, kp_type, encoder in kinds:
-                keypoint_run = keypoint_runs[agent_train.KEYPOINT_KINDS[kp_type]]
-                game_dir = os.path.join(root, "none", kp_type, encoder, game)
-                label = f"{name} {'warm-up only' if part == 'floors' else ''} seed {seed}"
-                run_args = common + [f"exp_root={root}"]
-                run_dir = train_agent(game_dir, run_args, kp_type, encoder, keypoint_run, seed,
-                                      num_iters, warmup, " ".join(label.split()), agent_args)
-                kept = protocol_returns(run_dir, run_args, kp_type, encoder, game_dir, protocol)
-                results[part].setdefault(name, []).append(run_record(run_dir, kept))
+                method = agent_train.KEYPOINT_KINDS[kp_type]
+                key = measurement_key(part, name, seed, num_iters, warmup, protocol,
+                                      agent_args, sources[method])
+
+                def measure():
+                    game_dir = os.path.join(root, "none", kp_type, encoder, game)
+                    label = f"{name} {'warm-up only' if part == 'floors' else ''} seed {seed}"
+                    run_args = common + [f"exp_root={root}"]
+                    run_dir = train_agent(game_dir, run_args, kp_type, encoder,
+                                          keypoint_run(method), seed, num_iters, warmup,
+                                          " ".join(label.split()), agent_args)
+                    kept = protocol_returns(run_dir, run_args, kp_type, encoder, game_dir,
+                                            protocol)
+                    return dict(run_record(run_dir, kept), keypoint_method=method,
+                                keypoint_checkpoint=checkpoint_digest(keypoint_run(method)))
+
+                results[part].setdefault(name, []).append(measured(key, measure))
                 write_table()
     table = write_table()
     print(table)

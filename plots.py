@@ -693,12 +693,14 @@ def bootstrap_difference(a, b, resamples=BOOTSTRAP_RESAMPLES, seed=0):
 
 
 def table1_rows(results):
-    """{row name: (per-seed scores, returns [S, P, E], agent runs or None)} of
+    """{row name: (per-seed scores, returns [S, P, E] or None, agent runs or None)} of
     experiments.table1's results, agents first, then their warm-up floors, then random."""
     rows = {}
     for part, suffix in (("agents", ""), ("floors", ", warm-up only")):
         for name, records in results[part].items():
-            returns = np.stack([np.asarray(r["returns"], float) for r in records], axis=1)
+            returns = None  # a record kept without its episodes has only its score
+            if all(r.get("returns") is not None for r in records):
+                returns = np.stack([np.asarray(r["returns"], float) for r in records], axis=1)
             rows[name + suffix] = ([r["score"] for r in records], returns, records)
     if results.get("random") is not None:
         returns = np.asarray(results["random"], float)                    # [S, P, E]
@@ -731,19 +733,23 @@ def minutes(seconds):
     return f"{seconds / 60:.0f}" if seconds >= 600 else f"{seconds / 60:.1f}"
 
 
-def table1_table(results, env, steps, seeds, warmup, keypoint_runs, cpu, date):
+def table1_table(results, env, steps, seeds, warmup, keypoint_runs, cpu, date,
+                 records):
     """Markdown of experiments.table1: per agent (and floor) the protocol score, the mean
     and std of its training seeds' scores, each seed's score, selected policy step and
     wall time; then the differences of means with bootstrap 95% intervals.
 
     results: {"agents" and "floors": {name: [run record per seed]}, "random": returns
-    [S, P, E]}; a run record: run, step, returns [S, E], score (their mean), seconds."""
+    [S, P, E]}; a run record: run, step, returns [S, E] (or None: the protocol score is
+    then not given), score (their mean), seconds. keypoint_runs: {method: text}; records:
+    the name of the file holding the records."""
     rows = table1_rows(results)
     first = next((r for records in results["agents"].values() for r in records), None)
     lines = [f"# Table 1 on a CPU: {env}, {steps} environment steps, {seeds} training seeds",
-             "", f"Made by `make table1 GAME={env} SEEDS={seeds} STEPS={steps}` on {date}; "
-             f"{cpu}. Keypoint runs: " + ", ".join(f"{m} `{r}`" for m, r in
-                                                  keypoint_runs.items() if r) + ".", "",
+             "", f"Made by `make table1 GAME={env} SEEDS={seeds} STEPS={steps}` on {date}, "
+             f"from the runs recorded in `{records}` (the command trains the missing "
+             f"ones); runs on {cpu}. Keypoint runs: " +
+             "; ".join(f"{m} {r}" for m, r in keypoint_runs.items() if r) + ".", "",
              "Each run is scored by its last policy kept by the authors' rule (periodic "
              "evaluations, a policy kept at >= 0.95 x the best mean so far), with the authors' "
              "protocol: greedy episodes for each evaluation seed. *protocol score*: median "
@@ -754,10 +760,12 @@ def table1_table(results, env, steps, seeds, warmup, keypoint_runs, cpu, date):
              "| agent | runs | protocol score | seed scores: mean +- std | seed scores | "
              "policy steps | training minutes per run |", "|---|---|---|---|---|---|---|"]
     for name, (scores, returns, records) in rows.items():
-        median, std = protocol_score(returns)
+        protocol = "-"
+        if returns is not None:
+            protocol = "{:.0f} +- {:.0f}".format(*protocol_score(returns))
         spread = f"{np.mean(scores):.0f} +- {np.std(scores, ddof=1):.0f}" \
             if len(scores) > 1 else f"{scores[0]:.0f}"
-        cells = [name, f"{len(scores)}/{seeds}", f"{median:.0f} +- {std:.0f}", spread,
+        cells = [name, f"{len(scores)}/{seeds}", protocol, spread,
                  ", ".join(f"{s:.0f}" for s in scores)]
         cells += ([", ".join(str(r["step"]) for r in records),
                    ", ".join(minutes(r["seconds"]) for r in records)] if records else
@@ -784,19 +792,23 @@ def seeds_label(count):
 
 def table1_curves(results, env, steps):
     """Greedy evaluation means over training of every table1 agent run (thin, one per
-    seed) and their mean over seeds (thick), with the floors as horizontal lines."""
+    seed) and their mean over seeds (thick), with the floors as horizontal lines. A run
+    recorded without its evaluations has no curve; the legend says how many seeds have."""
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for name, records in results["agents"].items():
         colour = agent_colour(name)
         curves = {}
-        for r in records:
+        drawn = [r for r in records if r.get("evaluations")]
+        for r in drawn:
             points = [(e["step"], e["mean"]) for e in r["evaluations"]]
             ax.plot(*zip(*points), "-", color=colour, alpha=0.3, linewidth=0.8)
             for step, mean in points:
                 curves.setdefault(step, []).append(mean)
-        common = sorted(step for step, means in curves.items() if len(means) == len(records))
+        common = sorted(step for step, means in curves.items() if len(means) == len(drawn))
+        seeds = seeds_label(len(drawn)) + ("" if len(drawn) == len(records) else
+                                           f" of {len(records)}")
         ax.plot(common, [np.mean(curves[s]) for s in common], "-o", color=colour, markersize=3,
-                label=f"{name} ({seeds_label(len(records))})")
+                label=f"{name} ({seeds})")
     for name, floor in results["floors"].items():
         ax.axhline(np.mean([r["score"] for r in floor]), color=agent_colour(name), linestyle=":",
                    linewidth=1, label=f"{name} after warm-up ({seeds_label(len(floor))})")

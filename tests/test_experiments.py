@@ -2,6 +2,7 @@
 import importlib
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -232,7 +233,15 @@ def test_table1_trains_floors_agents_tabulates_and_continues(tmp_path, tiny_tran
     docs = tmp_path / "docs"
     # a budget other than Atari-100k's gets its own files, never replacing that table
     assert sorted(os.listdir(docs)) == ["table1_mspacman_260steps.md",
-                                        "table1_mspacman_260steps_curves.png"]
+                                        "table1_mspacman_260steps_curves.png",
+                                        "table1_mspacman_260steps_runs.json"]
+    records_path = docs / "table1_mspacman_260steps_runs.json"
+    records = json.loads(records_path.read_text())
+    assert [(r["part"], r["agent"], r["seed"]) for r in records] == [
+        ("random", "random policy", [0]), ("floors", "Transporter-GNN", 0),
+        ("agents", "Transporter-GNN", 0)]
+    assert records[2]["keypoint_checkpoint"] == records[1]["keypoint_checkpoint"]
+    assert records[2]["score"] == results["agents"]["Transporter-GNN"][0]["score"]
     table = (docs / "table1_mspacman_260steps.md").read_text()
     for row in ("| Transporter-GNN | 1/1 |", "| Transporter-GNN, warm-up only | 1/1 |",
                 "| random policy | 1/1 |", "| Transporter-GNN - random policy |",
@@ -240,19 +249,30 @@ def test_table1_trains_floors_agents_tabulates_and_continues(tmp_path, tiny_tran
         assert table.count(row) == 1, row
 
     # A second call skips every finished run and measurement; an interrupted run (here:
-    # one whose record says it stopped) resumes in its own folder.
+    # one whose Sacred record says it stopped, and so has no record beside the table)
+    # resumes in its own folder.
     interrupted = results["agents"]["Transporter-GNN"][0]["run"]
     record = os.path.join(interrupted, "run.json")
     stopped = json.load(open(record))
     stopped["status"] = "INTERRUPTED"
     json.dump(stopped, open(record, "w"))
+    records_path.write_text(json.dumps(records[:2]))
     again = table1(tmp_path, tiny_transporter_run[1])
     printed = capsys.readouterr().out
-    assert printed.count("skipped") == 1 and f"resume_dir={interrupted}" in printed
+    assert printed.count(": recorded in") == 2 and f"resume_dir={interrupted}" in printed
     assert "evaluate" not in printed  # the protocol scores were kept
     assert again["agents"]["Transporter-GNN"][0]["run"] == interrupted
     assert again["agents"]["Transporter-GNN"][0]["score"] == \
         results["agents"]["Transporter-GNN"][0]["score"]
+    table = (docs / "table1_mspacman_260steps.md").read_text()
+
+    # On a machine without the run folders, the records beside the table make it again
+    # and nothing is trained or measured.
+    shutil.rmtree(tmp_path / "exp")
+    third = table1(tmp_path, tiny_transporter_run[1])
+    printed = capsys.readouterr().out
+    assert printed.count(": recorded in") == 3 and "python " not in printed
+    assert third == again and (docs / "table1_mspacman_260steps.md").read_text() == table
 
 
 def test_table1_refuses_bad_agents_and_budgets_before_any_training(tmp_path, one_line_error):
@@ -263,6 +283,17 @@ def test_table1_refuses_bad_agents_and_budgets_before_any_training(tmp_path, one
                                                       "exp_root": str(tmp_path)})
     assert line == "error: warmup=500: expected fewer than steps=400"
     assert not os.listdir(tmp_path)
+    # the records beside the table are read before anything else, never replaced
+    docs = tmp_path / "docs"
+    os.makedirs(docs)
+    (docs / "table1_mspacman_runs.json").write_text('[{"agent": "PKey-GNN"')
+    line = one_line_error(experiments.ex, "table1", {"exp_root": str(tmp_path / "exp"),
+                                                      "out_dir": str(docs)})
+    assert line.startswith(f"error: {docs}/table1_mspacman_runs.json: expected a JSON list of "
+                           "run records (Expecting")
+    assert line.endswith("mend it or move it away")
+    assert sorted(os.listdir(tmp_path)) == ["docs"] and os.listdir(docs) == [
+        "table1_mspacman_runs.json"]
 
 
 def test_bootstrap_difference_by_hand():
@@ -281,7 +312,7 @@ def test_table1_table_by_hand():
                "floors": {"PKey-GNN": [record(200, 5), record(200, 5), record(200, 5)]},
                "random": [[[250, 250], [250, 250], [250, 250]]] * 2}
     table = plots.table1_table(results, "mspacman", 1000, 3, 5, {"permakey": "kp"}, "CPU X",
-                               "2026-12-04")
+                               "2026-12-04", "table1_mspacman_runs.json")
     rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in table.splitlines()
             if line.startswith("| ")}
     # protocol: both evaluation seeds have mean 600 over the three policies
@@ -294,17 +325,27 @@ def test_table1_table_by_hand():
     assert rows["PKey-GNN - PKey-GNN, warm-up only"][0] == "400"
     assert "CPU X" in table and "SEEDS=3" in table
 
+    # a run recorded with its score only (its episodes lost) leaves the row's protocol
+    # score out, and nothing else
+    del results["agents"]["PKey-GNN"][1]["returns"]
+    table = plots.table1_table(results, "mspacman", 1000, 3, 5, {"permakey": "kp"}, "CPU X",
+                               "2026-12-04", "table1_mspacman_runs.json")
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in table.splitlines()
+            if line.startswith("| ")}
+    assert rows["PKey-GNN"][:4] == ["3/3", "-", "600 +- 100", "500, 700, 600"]
+    assert rows["PKey-GNN - Control-GNN"][0] == "300"
+
 
 def test_table1_curves_average_seeds_where_all_have_evaluated():
     def record(points):
         return {"evaluations": [{"step": s, "mean": m} for s, m in points], "score": 300.0}
     results = {"agents": {"PKey-GNN": [record([(10, 100), (20, 300)]), record([(10, 300)])],
-                          "Control-GNN": [record([(10, 50)])]},
+                          "Control-GNN": [record([(10, 50)]), record([])]},
                "floors": {"PKey-GNN": [{"score": 200.0}] * 3}, "random": [[[250, 230]]]}
     fig = plots.table1_curves(results, "mspacman", 20)
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["PKey-GNN (2 seeds)", "Control-GNN (1 seed)",
+    assert labels == ["PKey-GNN (2 seeds)", "Control-GNN (1 seed of 2)",
                       "PKey-GNN after warm-up (3 seeds)", "random policy"]
     lines = {line.get_label(): line for line in ax.get_lines()}
     # the thick line: only step 10 has both seeds' evaluations, mean (100 + 300) / 2
