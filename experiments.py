@@ -75,6 +75,7 @@ def config():
     agent_args = []  # more key=value for every agent_train.py call (training and evaluate)
     eval_seeds = [1, 2, 3, 4, 5]  # the protocol: evaluation seeds ...
     num_eval_episodes = 10  # ... and greedy episodes per seed and policy
+    only_recorded = False  # True: tabulate the runs recorded beside the table, train none
 
 
 # Numeric options, checked where figure2 reads its config (common.check_options).
@@ -446,7 +447,7 @@ def keypoints_text(sources, records):
                                       for r in records if r.get("keypoint_method") == method)
         if digests:
             text[method] = f"`{source}`, checkpoints " + ", ".join(
-                f"{d} ({n} runs)" for d, n in digests.items())
+                f"{d} ({n} run{'s' if n > 1 else ''})" for d, n in digests.items())
     return text
 
 
@@ -455,7 +456,7 @@ def machines_text(records):
     counts = collections.Counter(r.get("machine") or "machine not recorded" for r in records)
     if len(counts) == 1:
         return next(iter(counts))
-    return "; ".join(f"{m} ({n} runs)" for m, n in counts.items())
+    return "; ".join(f"{m} ({n} run{'s' if n > 1 else ''})" for m, n in counts.items())
 
 
 def find_record(records, key):
@@ -471,7 +472,8 @@ def table1_stem(game, steps):
 @ex.command
 @one_line_errors
 def table1(_config, env, num_keypoints, agents, seeds, steps, warmup, pkey_run, tp_run,
-           pkey_recipe, tp_recipe, agent_args, eval_seeds, num_eval_episodes, exp_root, out_dir):
+           pkey_recipe, tp_recipe, agent_args, eval_seeds, num_eval_episodes, only_recorded,
+           exp_root, out_dir):
     """Train, evaluate and tabulate the agents of one game (module docstring)."""
     check_options(_config, OPTIONS)
     import plots
@@ -504,13 +506,19 @@ def table1(_config, env, num_keypoints, agents, seeds, steps, warmup, pkey_run, 
     results = {"random": None, "floors": {}, "agents": {}}
     stem = os.path.join(out_dir, table1_stem(game, steps))
     records_path = stem + "_runs.json"
-    read_records(records_path)  # a malformed file stops the call before any training
+    # a malformed file, or none to tabulate, stops the call before any training
+    if not read_records(records_path) and only_recorded:
+        raise ConfigError(f"only_recorded=True: no runs recorded in {records_path}")
     used = []  # the records of this table
 
     def measured(key, measure):
         """The record of `key`: the one kept beside the table, or measure() and keep it
-        (the file read again first: a call for other agents may have added to it)."""
+        (the file read again first: a call for other agents may have added to it); None
+        if it is not recorded and only_recorded."""
         record = find_record(read_records(records_path), key)
+        if record is None and only_recorded:
+            print(f"{key['agent']} ({key['part']}) seed {key['seed']}: not recorded, left out")
+            return None
         if record is None:
             record = dict(measure(), **key, date=datetime.date.today().isoformat(),
                           machine=machine_name())
@@ -535,11 +543,12 @@ def table1(_config, env, num_keypoints, agents, seeds, steps, warmup, pkey_run, 
 
     # the floor of every agent: uniformly random policies, one per training seed
     root = os.path.join(exp_root, "random")
-    results["random"] = measured(
+    random = measured(
         measurement_key("random", "random policy", list(range(seeds)), None, None, protocol,
                         agent_args, None),
         lambda: {"returns": random_floor(root, common + [f"exp_root={root}"], seeds,
-                                         protocol)})["returns"]
+                                         protocol)})
+    results["random"] = random and random["returns"]
     # then each agent kind after its warm-up only, then the agents, seed after seed
     for part, num_iters in (("floors", warmup), ("agents", steps)):
         root = os.path.join(exp_root, part)
@@ -561,8 +570,10 @@ def table1(_config, env, num_keypoints, agents, seeds, steps, warmup, pkey_run, 
                     return dict(run_record(run_dir, kept), keypoint_method=method,
                                 keypoint_checkpoint=checkpoint_digest(keypoint_run(method)))
 
-                results[part].setdefault(name, []).append(measured(key, measure))
-                write_table()
+                record = measured(key, measure)
+                if record is not None:
+                    results[part].setdefault(name, []).append(record)
+                    write_table()
     table = write_table()
     print(table)
     print(f"table: {stem}.md")

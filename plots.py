@@ -780,9 +780,11 @@ def table1_table(results, env, steps, seeds, warmup, keypoint_runs, cpu, date,
         above = "-" if interval is None else ("yes" if interval[0] > 0 else "no")
         lines.append(f"| {label} | {difference:.0f} | {bounds} | {above} |")
     if first:
-        lines += ["", "Run folders:"] + [f"- {name}: " + ", ".join(f"`{r['run']}`" for r in
-                                                                     records)
-                                        for name, (_, _, records) in rows.items() if records]
+        lines += ["", "Run folders (on the machine that trained each):"] + [
+            f"- {name}: " + ", ".join(f"`{r['run']}`" + ("" if r.get("returns") is not None
+                                                          else " (lost, score only)")
+                                      for r in records)
+            for name, (_, _, records) in rows.items() if records]
     return "\n".join(lines + [""])
 
 

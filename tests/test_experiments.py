@@ -274,6 +274,15 @@ def test_table1_trains_floors_agents_tabulates_and_continues(tmp_path, tiny_tran
     assert printed.count(": recorded in") == 3 and "python " not in printed
     assert third == again and (docs / "table1_mspacman_260steps.md").read_text() == table
 
+    # only_recorded: the table of what is recorded, without training what is not
+    fourth = table1(tmp_path, tiny_transporter_run[1], seeds=2, only_recorded=True)
+    printed = capsys.readouterr().out
+    assert printed.count("not recorded, left out") == 3 and "python " not in printed
+    assert fourth["random"] is None  # recorded for one training seed, not for two
+    assert fourth["agents"] == third["agents"] and fourth["floors"] == third["floors"]
+    table = (docs / "table1_mspacman_260steps.md").read_text()
+    assert "| Transporter-GNN | 1/2 |" in table and "| random policy |" not in table
+
 
 def test_table1_refuses_bad_agents_and_budgets_before_any_training(tmp_path, one_line_error):
     line = one_line_error(experiments.ex, "table1", {"agents": "PKey-GNN,Nope",
@@ -294,6 +303,13 @@ def test_table1_refuses_bad_agents_and_budgets_before_any_training(tmp_path, one
     assert line.endswith("mend it or move it away")
     assert sorted(os.listdir(tmp_path)) == ["docs"] and os.listdir(docs) == [
         "table1_mspacman_runs.json"]
+    (docs / "table1_mspacman_runs.json").write_text("[]")
+    line = one_line_error(experiments.ex, "table1", {"only_recorded": True,
+                                                      "exp_root": str(tmp_path / "exp"),
+                                                      "out_dir": str(docs)})
+    assert line == ("error: only_recorded=True: no runs recorded in "
+                    f"{docs}/table1_mspacman_runs.json")
+    assert os.listdir(docs) == ["table1_mspacman_runs.json"]
 
 
 def test_bootstrap_difference_by_hand():
@@ -333,6 +349,7 @@ def test_table1_table_by_hand():
     rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in table.splitlines()
             if line.startswith("| ")}
     assert rows["PKey-GNN"][:4] == ["3/3", "-", "600 +- 100", "500, 700, 600"]
+    assert "- PKey-GNN: `runs/500`, `runs/700` (lost, score only), `runs/600`" in table
     assert rows["PKey-GNN - Control-GNN"][0] == "300"
 
 
