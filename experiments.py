@@ -446,17 +446,20 @@ def keypoints_text(sources, records):
         digests = collections.Counter(r.get("keypoint_checkpoint") or "not recorded"
                                       for r in records if r.get("keypoint_method") == method)
         if digests:
-            text[method] = f"`{source}`, checkpoints " + ", ".join(
-                f"{d} ({n} run{'s' if n > 1 else ''})" for d, n in digests.items())
+            text[method] = f"`{source}`, checkpoints " + runs_of_each(digests, ", ")
     return text
 
 
 def machines_text(records):
     """The machines of `records`, with their numbers of runs when there are several."""
     counts = collections.Counter(r.get("machine") or "machine not recorded" for r in records)
-    if len(counts) == 1:
-        return next(iter(counts))
-    return "; ".join(f"{m} ({n} run{'s' if n > 1 else ''})" for m, n in counts.items())
+    return next(iter(counts)) if len(counts) == 1 else runs_of_each(counts, "; ")
+
+
+def runs_of_each(counts, separator):
+    """"a (2 runs), b (1 run)" of a Counter of runs."""
+    import plots
+    return separator.join(f"{what} ({plots.counted(n, 'run')})" for what, n in counts.items())
 
 
 def find_record(records, key):

@@ -788,8 +788,9 @@ def table1_table(results, env, steps, seeds, warmup, keypoint_runs, cpu, date,
     return "\n".join(lines + [""])
 
 
-def seeds_label(count):
-    return f"{count} seed" + ("" if count == 1 else "s")
+def counted(count, noun):
+    """"1 seed", "3 seeds": a count and its noun, plural unless one."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def table1_curves(results, env, steps):
@@ -807,13 +808,13 @@ def table1_curves(results, env, steps):
             for step, mean in points:
                 curves.setdefault(step, []).append(mean)
         common = sorted(step for step, means in curves.items() if len(means) == len(drawn))
-        seeds = seeds_label(len(drawn)) + ("" if len(drawn) == len(records) else
+        seeds = counted(len(drawn), "seed") + ("" if len(drawn) == len(records) else
                                            f" of {len(records)}")
         ax.plot(common, [np.mean(curves[s]) for s in common], "-o", color=colour, markersize=3,
                 label=f"{name} ({seeds})")
     for name, floor in results["floors"].items():
         ax.axhline(np.mean([r["score"] for r in floor]), color=agent_colour(name), linestyle=":",
-                   linewidth=1, label=f"{name} after warm-up ({seeds_label(len(floor))})")
+                   linewidth=1, label=f"{name} after warm-up ({counted(len(floor), 'seed')})")
     if results.get("random") is not None:
         ax.axhline(float(np.mean(results["random"])), color="grey", linestyle="--",
                    label="random policy")
