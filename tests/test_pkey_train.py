@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import experiments
 import pkey_train
+import runs
 import ul_loss
 import vision_modules
 
@@ -92,6 +94,23 @@ def test_run_folder_layout(tiny_run):
         assert metrics[name]["steps"] == [2, 3], name
     assert all(0.0 <= value <= 1.0 for value in metrics["valid.precision"]["values"])
     assert json.load(open(os.path.join(run_dir, "model.json")))["num_keypoints"] == 3
+
+
+def test_a_second_training_of_one_config_repeats_the_first_bit_for_bit(tiny_pkey_run,
+                                                                        tmp_path):
+    """The same config and seed, trained again from scratch, ends at the same weights and
+    the same checkpoint digest: make table1 remakes a missing keypoint recipe run and
+    its agents must read the model the table records (experiments.checkpoint_digest)."""
+    config, first = tiny_pkey_run
+    second = pkey_train.ex.run(config_updates=dict(config, exp_root=str(tmp_path))
+                               ).observers[0].dir
+    readers = [tf.train.load_checkpoint(runs.checkpoint_path(run)) for run in (first, second)]
+    names = [n for n in readers[0].get_variable_to_shape_map() if n.startswith("model/")]
+    assert len(names) > 20
+    for name in names:
+        np.testing.assert_array_equal(readers[0].get_tensor(name), readers[1].get_tensor(name),
+                                      err_msg=name)
+    assert experiments.checkpoint_digest(first) == experiments.checkpoint_digest(second)
 
 
 def test_resume_continues_the_step_count(tiny_run):
