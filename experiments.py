@@ -21,7 +21,8 @@ protocol; a table with the differences of means and their bootstrap intervals, a
 training curves. The keypoint runs are given (pkey_run, tp_run) or made with the
 recipes (TABLE1_KEYPOINT_ARGS). Each finished run is also recorded beside the table
 (<table1_stem>_runs.json), which a call on a machine without the run folders reads: it
-trains only the runs not recorded there.
+trains only the runs not recorded there. The table holds every agent recorded for the
+game and budget, so a call for some agents adds their rows to the others'.
 
 Every training is the command line a user would type (printed before it starts), run in
 its own process. A second call continues: finished runs are skipped, an interrupted one
@@ -544,6 +545,25 @@ def table1(_config, env, num_keypoints, agents, seeds, steps, warmup, pkey_run, 
         plots.save_figure(plots.table1_curves(results, game, steps), stem + "_curves.png")
         return table
 
+    parts = (("floors", warmup), ("agents", steps))
+    # the agents this call does not train keep their recorded rows: a call for some
+    # agents adds to the game's table, never drops the others from it
+    others = [(name, kp_type) for (kp_type, _), name in plots.AGENT_KINDS.items()
+              if name not in {kind[0] for kind in kinds}]
+    recorded, kept = read_records(records_path), []
+    for part, num_iters in parts:
+        for seed in range(seeds):
+            for name, kp_type in others:
+                record = find_record(recorded, measurement_key(
+                    part, name, seed, num_iters, warmup, protocol, agent_args,
+                    sources[agent_train.KEYPOINT_KINDS[kp_type]]))
+                if record is not None:
+                    used.append(record)
+                    results[part].setdefault(name, []).append(record)
+                    kept += [] if name in kept else [name]
+    if kept:
+        print(f"also in the table, as recorded (not trained by this call): {', '.join(kept)}")
+
     # the floor of every agent: uniformly random policies, one per training seed
     root = os.path.join(exp_root, "random")
     random = measured(
@@ -553,7 +573,7 @@ def table1(_config, env, num_keypoints, agents, seeds, steps, warmup, pkey_run, 
                                          protocol)})
     results["random"] = random and random["returns"]
     # then each agent kind after its warm-up only, then the agents, seed after seed
-    for part, num_iters in (("floors", warmup), ("agents", steps)):
+    for part, num_iters in parts:
         root = os.path.join(exp_root, part)
         for seed in range(seeds):
             for name, kp_type, encoder in kinds:

@@ -694,10 +694,13 @@ def bootstrap_difference(a, b, resamples=BOOTSTRAP_RESAMPLES, seed=0):
 
 def table1_rows(results):
     """{row name: (per-seed scores, returns [S, P, E] or None, agent runs or None)} of
-    experiments.table1's results, agents first, then their warm-up floors, then random."""
+    experiments.table1's results, agents first (in AGENT_KINDS' order, whatever the
+    order of the call), then their warm-up floors, then random."""
     rows = {}
+    order = list(AGENT_KINDS.values())
     for part, suffix in (("agents", ""), ("floors", ", warm-up only")):
-        for name, records in results[part].items():
+        for name in sorted(results[part], key=order.index):
+            records = results[part][name]
             returns = None  # a record kept without its episodes has only its score
             if all(r.get("returns") is not None for r in records):
                 returns = np.stack([np.asarray(r["returns"], float) for r in records], axis=1)

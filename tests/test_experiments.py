@@ -283,6 +283,16 @@ def test_table1_trains_floors_agents_tabulates_and_continues(tmp_path, tiny_tran
     table = (docs / "table1_mspacman_260steps.md").read_text()
     assert "| Transporter-GNN | 1/2 |" in table and "| random policy |" not in table
 
+    # a call for another agent (here: not recorded, so left out) keeps the recorded
+    # agents in the game's table
+    fifth = table1(tmp_path, tiny_transporter_run[1], agents="Transporter", only_recorded=True)
+    printed = capsys.readouterr().out
+    assert "also in the table, as recorded (not trained by this call): Transporter-GNN" \
+        in printed and printed.count("not recorded, left out") == 2
+    assert fifth["agents"] == third["agents"] and fifth["floors"] == third["floors"]
+    table = (docs / "table1_mspacman_260steps.md").read_text()
+    assert "| Transporter-GNN | 1/1 |" in table and "| Transporter |" not in table
+
 
 def test_table1_refuses_bad_agents_and_budgets_before_any_training(tmp_path, one_line_error):
     line = one_line_error(experiments.ex, "table1", {"agents": "PKey-GNN,Nope",
@@ -323,8 +333,8 @@ def test_table1_table_by_hand():
     def record(score, step):
         return {"run": f"runs/{score}", "step": step, "returns": [[score - 1, score + 1]] * 2,
                 "score": float(score), "seconds": 600.0, "evaluations": []}
-    results = {"agents": {"PKey-GNN": [record(500, 10), record(700, 20), record(600, 30)],
-                          "Control-GNN": [record(300, 10), record(300, 20), record(300, 30)]},
+    results = {"agents": {"Control-GNN": [record(300, 10), record(300, 20), record(300, 30)],
+                          "PKey-GNN": [record(500, 10), record(700, 20), record(600, 30)]},
                "floors": {"PKey-GNN": [record(200, 5), record(200, 5), record(200, 5)]},
                "random": [[[250, 250], [250, 250], [250, 250]]] * 2}
     table = plots.table1_table(results, "mspacman", 1000, 3, 5, {"permakey": "kp"}, "CPU X",
@@ -340,6 +350,9 @@ def test_table1_table_by_hand():
     assert rows["PKey-GNN - random policy"][0] == "350"
     assert rows["PKey-GNN - PKey-GNN, warm-up only"][0] == "400"
     assert "CPU X" in table and "SEEDS=3" in table
+    # rows in the agents' fixed order (plots.AGENT_KINDS), not in the order measured
+    assert list(rows)[1:5] == ["PKey-GNN", "Control-GNN", "PKey-GNN, warm-up only",
+                               "random policy"]
 
     # a run recorded with its score only (its episodes lost) leaves the row's protocol
     # score out, and nothing else
