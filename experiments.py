@@ -545,24 +545,26 @@ def table1(_config, env, num_keypoints, agents, seeds, steps, warmup, pkey_run, 
         plots.save_figure(plots.table1_curves(results, game, steps), stem + "_curves.png")
         return table
 
+    def agent_key(part, name, kp_type, seed, num_iters):
+        return measurement_key(part, name, seed, num_iters, warmup, protocol, agent_args,
+                               sources[agent_train.KEYPOINT_KINDS[kp_type]])
+
     parts = (("floors", warmup), ("agents", steps))
     # the agents this call does not train keep their recorded rows: a call for some
     # agents adds to the game's table, never drops the others from it
     others = [(name, kp_type) for (kp_type, _), name in plots.AGENT_KINDS.items()
               if name not in {kind[0] for kind in kinds}]
-    recorded, kept = read_records(records_path), []
+    recorded = read_records(records_path)
     for part, num_iters in parts:
         for seed in range(seeds):
             for name, kp_type in others:
-                record = find_record(recorded, measurement_key(
-                    part, name, seed, num_iters, warmup, protocol, agent_args,
-                    sources[agent_train.KEYPOINT_KINDS[kp_type]]))
+                record = find_record(recorded, agent_key(part, name, kp_type, seed, num_iters))
                 if record is not None:
                     used.append(record)
                     results[part].setdefault(name, []).append(record)
-                    kept += [] if name in kept else [name]
-    if kept:
-        print(f"also in the table, as recorded (not trained by this call): {', '.join(kept)}")
+    if used:
+        names = dict.fromkeys([*results["floors"], *results["agents"]])
+        print(f"also in the table, as recorded (not trained by this call): {', '.join(names)}")
 
     # the floor of every agent: uniformly random policies, one per training seed
     root = os.path.join(exp_root, "random")
@@ -578,8 +580,7 @@ def table1(_config, env, num_keypoints, agents, seeds, steps, warmup, pkey_run, 
         for seed in range(seeds):
             for name, kp_type, encoder in kinds:
                 method = agent_train.KEYPOINT_KINDS[kp_type]
-                key = measurement_key(part, name, seed, num_iters, warmup, protocol,
-                                      agent_args, sources[method])
+                key = agent_key(part, name, kp_type, seed, num_iters)
 
                 def measure():
                     game_dir = os.path.join(root, "none", kp_type, encoder, game)
