@@ -1,4 +1,5 @@
-"""The keypoint agent's networks: keypoint encoders, recurrent Q-network, exploration.
+"""The keypoint agent's networks: keypoint encoders, the recurrent Q-network over a frozen
+keypoint model, acting with it, and exploration.
 
 The paper's keypoint agents (docs/DESIGN.md, "The keypoint agent"). A Q-network is
 `encoder -> LSTM(128) -> linear Q head`, with no frame stacking: the LSTM carries the
@@ -8,7 +9,13 @@ per frame:
   "gnn": graph network over one node per keypoint (graph_nets).
 Each is registered in KEYPOINT_ENCODERS with the function that builds its inputs from
 the keypoint model's features and centres; the scripts read only that table, so a new
-encoder is one class, one input function and one entry here.
+encoder is one class, one input function and one entry here. The keypoint model is any
+of keypoint_models' (PermaKey, Transporter, the fixed-place control): the agent reads it
+through the calls they share.
+
+Speed: the keypoint model's expensive part runs once per frame, while acting (observe);
+the replay keeps each frame's centres [K, 2], and an update recomputes only the encoder
+features of the replayed frames (make_prepare, encoder_features).
 
 Every module takes the batch-norm mode as Sonnet does: `is_training` (batch statistics,
 moving averages updated) and `test_local_stats` (batch statistics without updating
@@ -27,6 +34,7 @@ import tensorflow as tf
 from graph_nets import graphs, modules, utils_tf
 
 import layers
+import rl_loss
 import vision_modules
 from common import ConfigError
 
@@ -331,3 +339,114 @@ def epsilon_greedy(q_values, epsilon, rng):
     if rng.random() < epsilon:
         return int(rng.integers(len(q_values)))
     return int(np.argmax(q_values))
+
+
+# --------------------------------------------------------------------------------------
+# The frozen keypoint model's output as the agent reads it (keypoint_models' interface)
+
+
+def observe(kp_model, frames):
+    """The whole frozen keypoint model, while acting: uint8 frames [N, 84, 84, 3] ->
+    centres [N, K, 2] and encoder features [N, 42, 42, C]."""
+    images = tf.cast(frames, tf.float32) / 255.0
+    centres, _, features = kp_model.keypoints_and_features(images, is_training=False)
+    return centres, features
+
+
+def encoder_features(kp_model, frames):
+    """Only the cheap part of `observe`, for replayed frames whose centres were kept:
+    uint8 [N, 84, 84, 3] -> encoder features [N, 42, 42, C] (PermaKey: the last LSP
+    layer's activations; Transporter: its encoder's output), float32."""
+    return kp_model.features(tf.cast(frames, tf.float32) / 255.0, is_training=False)
+
+
+def make_prepare(kp_model, kpt_encoder_type, cached_keypoints=True):
+    """Replay windows -> the loss batch of rl_loss, run on each replica's shard.
+
+    The inputs are rebuilt from the stored frames and centres: the same inputs the
+    agent acted on (a test checks this), without re-running the keypoint model. With
+    `cached_keypoints=False` the stored centres are ignored and the whole frozen model
+    runs again on the frames (same inputs, far slower with PermaKey: `make bench`
+    compares the two).
+    """
+    to_inputs = KEYPOINT_ENCODERS[kpt_encoder_type].inputs
+
+    def prepare(windows):
+        batch_size, length = windows["frames"].shape[:2]                 # [b, T, 84, 84, 3]
+        frames = merge_batch_time(windows["frames"])               # [b*T, 84, 84, 3]
+        if cached_keypoints:
+            centres = merge_batch_time(windows["centres"])         # [b*T, K, 2]
+            features = encoder_features(kp_model, frames)
+        else:
+            centres, features = observe(kp_model, frames)
+        inputs = to_inputs(features, centres)                            # [b*T, ...]
+        inputs = tf.nest.map_structure(
+            lambda x: tf.reshape(x, [batch_size, length] + x.shape[1:].as_list()), inputs)
+        return dict(inputs=inputs, **{key: windows[key]
+                                      for key in ("actions", "rewards", "dones", "mask")})
+
+    return prepare
+
+
+# --------------------------------------------------------------------------------------
+# Q-networks over a keypoint model, and acting
+
+
+def q_network(kp_model, kpt_encoder_type, mp_num_steps, num_actions):
+    """A recurrent Q-network over the keypoint encoder, its variables created (one eager
+    call on the keypoint model's output for a blank frame; docs/DESIGN.md, "Notes on the stack")."""
+    kind = keypoint_encoder_kind(kpt_encoder_type)
+    centres, features = observe(kp_model, tf.zeros([1, 84, 84, 3], tf.uint8))
+    example = tf.nest.map_structure(lambda x: x[:, tf.newaxis],            # [1, 1, ...]
+                                    kind.inputs(features, centres))
+    encoder = kind.build(mp_num_steps)
+    network = RecurrentQNetwork(encoder, num_actions)
+    create_variables(network, example)
+    return network
+
+
+def build_q_networks(strategy, *network_args):
+    """Online and target Q-networks (under the strategy), a plain actor copy, and
+    `sync_actor()`, which copies the online network into the actor.
+
+    The target and the actor start as copies of the online network. Acting and
+    evaluation read the actor, synced after updates: under several hosts, reading the
+    online network's replica-local batch-norm statistics is a collective that every
+    worker must join, which acting (own pace) and evaluation (chief only) cannot.
+    """
+    with strategy.scope():
+        online, target = q_network(*network_args), q_network(*network_args)
+        rl_loss.soft_update(target.trainable_variables, online.trainable_variables, 1.0)
+    actor = q_network(*network_args)
+
+    @tf.function
+    def sync_actor():
+        """All online variables (weights and batch-norm statistics) into the actor."""
+        for actor_variable, online_variable in zip(actor.variables, online.variables,
+                                                   strict=True):
+            actor_variable.assign(online_variable)
+
+    sync_actor()
+    return online, target, actor, sync_actor
+
+
+def make_act_fn(kp_model, actor, kpt_encoder_type, precision="float32"):
+    """One batched forward pass of keypoint model and actor Q-network for all envs,
+    computed in `precision` (layers.precision)."""
+    to_inputs = KEYPOINT_ENCODERS[kpt_encoder_type].inputs
+
+    @tf.function
+    def act(frames, state):
+        """uint8 frames [N, 84, 84, 3], LSTM state -> Q [N, A], next state, centres [N, K, 2]."""
+        with layers.precision(precision):
+            centres, features = observe(kp_model, frames)
+            q_values, state = actor(to_inputs(features, centres), state, is_training=False)
+        return q_values, state, centres
+
+    return act
+
+
+def zero_where(state, done):
+    """Restart the LSTM state of the environments whose episode ended: done [N] bool."""
+    keep = tf.constant(1.0 - done.astype(np.float32))[:, tf.newaxis]      # [N, 1]
+    return tf.nest.map_structure(lambda s: s * keep, state)

@@ -19,22 +19,13 @@ online and target Q-networks, optimizer, step counters), ckpt_selected/ (the
 checkpoints the rule kept: the policies `evaluate` scores) and time.json (wall and CPU
 seconds of the training, over its resumes).
 
-Reading order: config; devices; the frozen keypoint model and the agent's inputs; the
-Q-networks; acting in several environments at once; greedy evaluation; the training
-loop; the `evaluate` command (the paper's protocol).
-
-Speed: the keypoint model's expensive part (PermaKey's local spatial prediction and
-PointNet, or Transporter's keypointer) runs once per frame, while acting; the replay
-keeps each frame's keypoint centres [K, 2] beside the uint8 frame. An update recomputes
-only the encoder features (42 x 42 x C) of the replayed frames, on each replica's device.
+Reading order: config; the frozen keypoint model; logging; the training loop (set_up,
+then train); the `evaluate` command (the paper's protocol). The networks and acting are
+agent.py's, the episodes play.py's, the checkpoint rule agent_runs.py's.
 """
 import contextlib
 import csv
 import dataclasses
-import functools
-import glob
-import itertools
-import json
 import os
 import shutil
 import sys
@@ -42,30 +33,28 @@ import tempfile
 import time
 from typing import Callable, Optional
 
-import runs  # first: TensorFlow then starts without its start-up chatter (runs.import_tensorflow)
-import gymnasium as gym
+import tf_quiet  # noqa: F401 (first: TensorFlow starts without its start-up chatter)
 import numpy as np
 import tensorflow as tf
 from sacred import Experiment
 from tqdm import tqdm
 
 import agent
-import bench
-import layers
-import plots
-import preprocess
+import agent_runs
+import games
+import hardware
+import keypoint_models
+import play
 import replay
 import rl_loss
-import vision_modules
-from runs import ConfigError, check_options, one_line_errors
+import run_folders
+import stats
+from atari_env import EVAL_TIME_LIMIT
+from common import (ConfigError, as_list, atomic_path, check_options, one_line_errors,
+                    quiet_experiment, read_json, write_json)
 
-ex = runs.quiet_experiment(Experiment("keypoint_agent", save_git_info=False))
+ex = quiet_experiment(Experiment("keypoint_agent", save_git_info=False))
 EXP_ROOT = "rl_exp"
-# Keypoints the agent reads: a PermaKey or Transporter run's, or ("fixed", the control)
-# K places fixed on the screen over a PermaKey run's encoder features (FixedKeypoints).
-KP_TYPES = ("permakey", "transporter", "fixed")
-# The keypoint model kind each kp_type loads (its run's model.json "kind").
-KEYPOINT_KINDS = {"permakey": "permakey", "transporter": "transporter", "fixed": "permakey"}
 RANDOM = "random"  # evaluate load_ckpts=random: the uniformly random policy, the protocol's floor
 
 
@@ -75,7 +64,7 @@ RANDOM = "random"  # evaluate load_ckpts=random: the uniformly random policy, th
 
 @ex.config
 def config():
-    env = "mspacman"  # short game name; `with <game>` sets the paper's values (preprocess.GAMES)
+    env = "mspacman"  # short game name; `with <game>` sets the paper's values (games.GAMES)
     num_keypoints = 7
     replay_capacity = 1000  # episodes (lives) kept in the replay
     kp_type = "permakey"  # permakey | transporter | fixed (the control, KP_TYPES)
@@ -100,7 +89,7 @@ def config():
     async_envs = False  # True: one process per environment (AsyncVectorEnv)
     eval_every = 10_000  # environment steps between evaluations (and checkpoints)
     eval_episodes = 10  # greedy episodes per periodic evaluation
-    eval_time_limit = preprocess.EVAL_TIME_LIMIT  # agent steps per evaluation episode
+    eval_time_limit = EVAL_TIME_LIMIT  # agent steps per evaluation episode
     log_every = 1_000  # environment steps between training scalars
     ckpt_keep = 3  # agent checkpoints kept
     save_every_mins = 10  # also save this often (single-host runs) and on SIGTERM / SIGINT
@@ -116,29 +105,19 @@ def config():
     num_eval_episodes = 10  # evaluate: greedy episodes per seed and policy
 
 
-runs.add_game_configs(ex, ("env", "num_keypoints", "replay_capacity"))
-
-
-def as_list(value):
-    """A config list given as 1,2 (a tuple for Sacred), "a,b" (a string), one value or None."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value]
+games.add_game_configs(ex, ("env", "num_keypoints", "replay_capacity"))
 
 
 @ex.capture
 def agent_spec(env, kp_type, kpt_encoder_type, num_keypoints, noise_type, mp_num_steps):
     """What an agent checkpoint depends on; resume and evaluate check it (model.json)."""
-    if kp_type not in KP_TYPES:
-        raise ConfigError(f"kp_type={kp_type!r}: expected one of {', '.join(KP_TYPES)}")
+    if kp_type not in keypoint_models.KP_TYPES:
+        raise ConfigError(f"kp_type={kp_type!r}: expected one of "
+                          f"{', '.join(keypoint_models.KP_TYPES)}")
     agent.keypoint_encoder_kind(kpt_encoder_type)  # ConfigError if unknown
-    return {"kind": "keypoint_agent", "env": preprocess.canonical_env(env), "kp_type": kp_type,
+    return {"kind": "keypoint_agent", "env": games.canonical_env(env), "kp_type": kp_type,
             "kpt_encoder_type": kpt_encoder_type, "num_keypoints": num_keypoints,
-            "noise_type": preprocess.check_noise_type(noise_type), "mp_num_steps": mp_num_steps}
+            "noise_type": games.check_noise_type(noise_type), "mp_num_steps": mp_num_steps}
 
 
 # Numeric options, checked where a command reads its config (common.check_options).
@@ -158,98 +137,14 @@ OPTIONS = {
 # Devices: one device, several GPUs of one host, or several hosts (TF_CONFIG)
 
 
-def cluster_task():
-    """(worker index, number of workers) from TF_CONFIG; (0, 1) without it.
-
-    Worker 0 is the chief: the "chief" task if the cluster names one, else worker 0,
-    as in TensorFlow.
-    """
-    try:
-        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-        cluster = tf_config.get("cluster", {})
-        tasks = [(job, index) for job in ("chief", "worker")
-                 for index in range(len(cluster.get(job, [])))]
-        if len(tasks) <= 1:
-            return 0, 1
-        task = tf_config["task"]
-        return tasks.index((task["type"], task["index"])), len(tasks)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise ConfigError("TF_CONFIG is not a cluster description with this process's task: "
-                          '{"cluster": {"worker": ["host:port", ...]}, '
-                          '"task": {"type": "worker", "index": I}}') from None
-
-
-def is_chief_process():
-    """True unless TF_CONFIG makes this process a non-chief worker (bad TF_CONFIG: True,
-    so that the error is reported by the command)."""
-    try:
-        return cluster_task()[0] == 0
-    except ConfigError:
-        return True
-
-
-def checked_gpu_ids(gpu):
-    """Integer ids from the `gpu` config; ConfigError naming any that do not exist."""
-    ids = as_list(gpu)
-    num_gpus = len(tf.config.list_physical_devices("GPU"))
-    missing = [i for i in ids if not (str(i).isdigit() and int(i) < num_gpus)]
-    if missing:
-        here = f"GPU ids 0..{num_gpus - 1}" if num_gpus else "no GPU"
-        raise ConfigError(f"gpu ids {', '.join(map(str, missing))} do not exist; "
-                          f"this machine has {here}")
-    return [int(i) for i in ids]
-
-
-def checked_devices(devices):
-    """TF device names from the `devices` config; ConfigError naming any that do not
-    exist and listing those that do."""
-    present = {(d.device_type, int(d.name.rsplit(":", 1)[1])): d.name
-               for d in tf.config.list_logical_devices()}
-
-    def exists(name):
-        try:
-            spec = tf.DeviceSpec.from_string(name)
-        except ValueError:
-            return False
-        return (str(spec.device_type).upper(), spec.device_index) in present
-
-    names = as_list(devices)
-    missing = [name for name in names if not exists(str(name))]
-    if missing:
-        raise ConfigError(f"devices {', '.join(map(str, missing))} do not exist; devices here: "
-                          f"{', '.join(present.values())}")
-    return names
-
-
-def make_strategy(gpu, devices, num_workers):
-    """The tf.distribute strategy for this process.
-
-    Several workers (TF_CONFIG): MultiWorkerMirroredStrategy, each worker over its
-    `gpu` ids (default: all its GPUs). One host: MirroredStrategy over the `gpu` ids or
-    the `devices`; neither: TensorFlow's default device (GPU 0 if there is one). Call it
-    before any other TensorFlow op: collective ops are configured at start-up.
-    """
-    if num_workers > 1:
-        if devices is not None:
-            raise ConfigError("devices= names one host's devices; with TF_CONFIG give gpu= ids")
-        if gpu is not None:
-            gpus = tf.config.list_physical_devices("GPU")
-            tf.config.set_visible_devices([gpus[i] for i in checked_gpu_ids(gpu)], "GPU")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if devices is not None:
-        names = checked_devices(devices)
-    else:
-        names = [f"/gpu:{i}" for i in checked_gpu_ids(gpu)]
-    return tf.distribute.MirroredStrategy(names) if names else tf.distribute.get_strategy()
-
-
 # --------------------------------------------------------------------------------------
 # The frozen keypoint model and the agent's inputs
 
 
-def load_keypoint_model(strategy, kp_type, vis_ckpt_fname, vis_load, env, num_keypoints,
-                        noise_type):
-    """The pre-trained keypoint model, checked against the config (one line if it differs).
+def load_frozen_keypoints(strategy, kp_type, vis_ckpt_fname, vis_load, env, num_keypoints,
+                          noise_type):
+    """The pre-trained keypoint model the agent reads (keypoint_models.load_agent_keypoints),
+    checked against the config (one line if it differs).
 
     Its variables are created under the strategy (mirrored on every replica's device,
     restored from the checkpoint as they appear) by one eager call (docs/DESIGN.md,
@@ -258,266 +153,20 @@ def load_keypoint_model(strategy, kp_type, vis_ckpt_fname, vis_load, env, num_ke
     if not vis_ckpt_fname:
         raise ConfigError("vis_ckpt_fname is not set; give the keypoint run folder "
                           "(permakey_exp/... or transporter_exp/...)")
-    expected = {"kind": KEYPOINT_KINDS[kp_type], "env": preprocess.canonical_env(env),
-                "num_keypoints": num_keypoints, "noise_type": noise_type}
+    expected = {"env": games.canonical_env(env), "num_keypoints": num_keypoints,
+                "noise_type": noise_type}
     with strategy.scope():
-        model, _ = runs.load_keypoint_model(vis_ckpt_fname, vis_load, expected)
-        if kp_type == "fixed":
-            model = FixedKeypoints(model, num_keypoints)
-        observe(model, tf.zeros([1, 84, 84, 3], tf.uint8))
+        model = keypoint_models.load_agent_keypoints(kp_type, vis_ckpt_fname, vis_load, expected)
+        agent.observe(model, tf.zeros([1, 84, 84, 3], tf.uint8))
     return model
-
-
-def fixed_places(num_keypoints):
-    """K places spread over the screen, (y, x) in [-1, 1] [K, 2]: the centres of the cells
-    of a grid of ceil(sqrt(K)) columns and ceil(K / columns) rows, row by row, the first
-    K (K = 7: a 3 x 3 grid at -2/3, 0, 2/3 less its last two cells)."""
-    columns = int(np.ceil(np.sqrt(num_keypoints)))
-    rows = int(np.ceil(num_keypoints / columns))
-    ys = (np.arange(rows) + 0.5) / rows * 2 - 1
-    xs = (np.arange(columns) + 0.5) / columns * 2 - 1
-    return np.stack(np.meshgrid(ys, xs, indexing="ij"), -1).reshape(-1, 2)[:num_keypoints]
-
-
-class FixedKeypoints:
-    """The control agent's keypoint model: a PermaKey run's encoder features, with the
-    keypoints at fixed_places whatever the frame. What an agent reaches with it is what
-    the encoder features alone give, without keypoints that carry information."""
-
-    def __init__(self, permakey, num_keypoints):
-        self.permakey = permakey
-        self.places = tf.constant(fixed_places(num_keypoints), tf.float32)  # [K, 2]
-
-    def keypoints_and_features(self, images, is_training=False):
-        """Centres [B, K, 2] (the fixed places), no heatmaps, PermaKey's features."""
-        features = image_features(self.permakey, images)
-        centres = tf.tile(self.places[tf.newaxis], [tf.shape(images)[0], 1, 1])
-        return centres, None, features
-
-
-def observe(kp_model, frames):
-    """The whole frozen keypoint model, while acting: uint8 frames [N, 84, 84, 3] ->
-    centres [N, K, 2] and encoder features [N, 42, 42, C]."""
-    images = tf.cast(frames, tf.float32) / 255.0
-    if isinstance(kp_model, (vision_modules.PermaKey, FixedKeypoints)):
-        centres, _, features = kp_model.keypoints_and_features(images, is_training=False)
-    else:
-        centres, _, features = kp_model.keypoints(images, is_training=False)
-    return centres, features
-
-
-def encoder_features(kp_model, frames):
-    """Only the cheap part of `observe`, for replayed frames whose centres were kept:
-    uint8 [N, 84, 84, 3] -> encoder features [N, 42, 42, C] (PermaKey: the last LSP
-    layer's activations; Transporter: its encoder's output), float32."""
-    return image_features(kp_model, tf.cast(frames, tf.float32) / 255.0)
-
-
-def image_features(kp_model, images):
-    """encoder_features of images [N, 84, 84, 3] in [0, 1]."""
-    if isinstance(kp_model, FixedKeypoints):
-        kp_model = kp_model.permakey
-    if isinstance(kp_model, vision_modules.PermaKey):
-        _, _, activations = kp_model.encoder(images, is_training=False)
-        features = activations[kp_model.lsp_layers[-1]]
-    else:
-        features = kp_model.encoder(images, is_training=False)[-1]
-    return tf.cast(features, tf.float32)
-
-
-def make_prepare(kp_model, kpt_encoder_type, cached_keypoints=True):
-    """Replay windows -> the loss batch of rl_loss, run on each replica's shard.
-
-    The inputs are rebuilt from the stored frames and centres: the same inputs the
-    agent acted on (a test checks this), without re-running the keypoint model. With
-    `cached_keypoints=False` the stored centres are ignored and the whole frozen model
-    runs again on the frames (same inputs, far slower with PermaKey: `make bench`
-    compares the two).
-    """
-    to_inputs = agent.KEYPOINT_ENCODERS[kpt_encoder_type].inputs
-
-    def prepare(windows):
-        batch_size, length = windows["frames"].shape[:2]                 # [b, T, 84, 84, 3]
-        frames = agent.merge_batch_time(windows["frames"])               # [b*T, 84, 84, 3]
-        if cached_keypoints:
-            centres = agent.merge_batch_time(windows["centres"])         # [b*T, K, 2]
-            features = encoder_features(kp_model, frames)
-        else:
-            centres, features = observe(kp_model, frames)
-        inputs = to_inputs(features, centres)                            # [b*T, ...]
-        inputs = tf.nest.map_structure(
-            lambda x: tf.reshape(x, [batch_size, length] + x.shape[1:].as_list()), inputs)
-        return dict(inputs=inputs, **{key: windows[key]
-                                      for key in ("actions", "rewards", "dones", "mask")})
-
-    return prepare
-
-
-# --------------------------------------------------------------------------------------
-# Q-networks
-
-
-def q_network(kp_model, kpt_encoder_type, mp_num_steps, num_actions):
-    """A recurrent Q-network over the keypoint encoder, its variables created (one eager
-    call on the keypoint model's output for a blank frame; docs/DESIGN.md, "Notes on the stack")."""
-    kind = agent.keypoint_encoder_kind(kpt_encoder_type)
-    centres, features = observe(kp_model, tf.zeros([1, 84, 84, 3], tf.uint8))
-    example = tf.nest.map_structure(lambda x: x[:, tf.newaxis],            # [1, 1, ...]
-                                    kind.inputs(features, centres))
-    encoder = kind.build(mp_num_steps)
-    network = agent.RecurrentQNetwork(encoder, num_actions)
-    agent.create_variables(network, example)
-    return network
-
-
-def build_q_networks(strategy, *network_args):
-    """Online and target Q-networks (under the strategy), a plain actor copy, and
-    `sync_actor()`, which copies the online network into the actor.
-
-    The target and the actor start as copies of the online network. Acting and
-    evaluation read the actor, synced after updates: under several hosts, reading the
-    online network's replica-local batch-norm statistics is a collective that every
-    worker must join, which acting (own pace) and evaluation (chief only) cannot.
-    """
-    with strategy.scope():
-        online, target = q_network(*network_args), q_network(*network_args)
-        rl_loss.soft_update(target.trainable_variables, online.trainable_variables, 1.0)
-    actor = q_network(*network_args)
-
-    @tf.function
-    def sync_actor():
-        """All online variables (weights and batch-norm statistics) into the actor."""
-        for actor_variable, online_variable in zip(actor.variables, online.variables,
-                                                   strict=True):
-            actor_variable.assign(online_variable)
-
-    sync_actor()
-    return online, target, actor, sync_actor
-
-
-def make_act_fn(kp_model, actor, kpt_encoder_type, precision="float32"):
-    """One batched forward pass of keypoint model and actor Q-network for all envs,
-    computed in `precision` (layers.precision)."""
-    to_inputs = agent.KEYPOINT_ENCODERS[kpt_encoder_type].inputs
-
-    @tf.function
-    def act(frames, state):
-        """uint8 frames [N, 84, 84, 3], LSTM state -> Q [N, A], next state, centres [N, K, 2]."""
-        with layers.precision(precision):
-            centres, features = observe(kp_model, frames)
-            q_values, state = actor(to_inputs(features, centres), state, is_training=False)
-        return q_values, state, centres
-
-    return act
-
-
-def zero_where(state, done):
-    """Restart the LSTM state of the environments whose episode ended: done [N] bool."""
-    keep = tf.constant(1.0 - done.astype(np.float32))[:, tf.newaxis]      # [N, 1]
-    return tf.nest.map_structure(lambda s: s * keep, state)
 
 
 # --------------------------------------------------------------------------------------
 # Environments and greedy evaluation
 
 
-TRAIN_SEEDS, EVAL_SEEDS, RANDOM_POLICY = 0, 1, 2  # seed purposes (env_seeds)
-
-
-def env_seeds(seed, count, purpose, *stream):
-    """`count` distinct environment seeds for (seed, purpose, stream...), e.g. training
-    envs of worker w from step s, or evaluation episodes: no two purposes share one."""
-    state = np.random.SeedSequence([seed, purpose, *stream]).generate_state(count)
-    return [int(s) for s in state]
-
-
-def make_envs(env, mode, seeds, noise_type, eval_time_limit, async_envs):
-    """preprocess.make_env games side by side, one per seed (the agent's preprocessing).
-
-    SAME_STEP autoreset: a step that ends an episode returns the next episode's first
-    frame, so every returned frame is one to act on.
-    """
-    make = [functools.partial(preprocess.make_env, env, mode, seed, noise_type,
-                              eval_time_limit=eval_time_limit) for seed in seeds]
-    vector_env = gym.vector.AsyncVectorEnv if async_envs else gym.vector.SyncVectorEnv
-    return vector_env(make, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-
-
-def play_returns(policy, env, noise_type, seeds, eval_time_limit, async_envs):
-    """Raw returns [len(seeds)] of one eval-mode episode per seed (whole games, unclipped
-    rewards, at most eval_time_limit steps), played side by side; policy(frames
-    [N, 84, 84, 3], playing [N] bool) -> actions [N], those of the games still playing
-    used (greedy_policy, random_policy)."""
-    envs = make_envs(env, "eval", seeds, noise_type, eval_time_limit, async_envs)
-    frames, _ = envs.reset()
-    returns, playing = np.zeros(len(seeds)), np.ones(len(seeds), bool)
-    progress = tqdm(total=len(seeds), unit="episode", desc="evaluation", mininterval=10,
-                    leave=False)
-    for step in itertools.count(1):
-        frames, rewards, terminated, truncated, _ = envs.step(policy(frames, playing))
-        returns += rewards * playing
-        ended = playing & (terminated | truncated)
-        playing &= ~ended
-        progress.update(int(ended.sum()))
-        progress.set_postfix(step=step, refresh=False)
-        if not playing.any():
-            break
-    progress.close()
-    envs.close()
-    return returns
-
-
-# Greedy play computes only the games still playing, their count rounded up to a multiple
-# of this (a few traced batch sizes): the longest episode no longer sets the cost of all.
-PLAYING_BUCKET = 8
-
-
-def greedy_policy(act, actor, count):
-    """The greedy policy of a Q-network in `count` games at once: one batched forward pass
-    per step over the games still playing; it carries their recurrent state."""
-    state = actor.initial_state(count)
-
-    def choose(frames, playing):
-        nonlocal state
-        rows = np.flatnonzero(playing)
-        live = len(rows)
-        size = min(count, -(-live // PLAYING_BUCKET) * PLAYING_BUCKET)
-        rows = np.concatenate([rows, np.full(size - live, rows[0])])  # filler: a playing game
-        q_values, rows_state, _ = act(frames[rows], tf.nest.map_structure(
-            lambda s: tf.gather(s, rows), state))
-        index = rows[:live, np.newaxis]
-        state = tf.nest.map_structure(
-            lambda s, new: tf.tensor_scatter_nd_update(s, index, new[:live]), state, rows_state)
-        actions = np.zeros(count, np.int64)
-        actions[rows[:live]] = np.argmax(q_values[:live], axis=-1)
-        return actions
-    return choose
-
-
-def random_policy(num_actions, seed):
-    """A uniformly random policy (the floor of the evaluation protocol)."""
-    rng = np.random.default_rng([RANDOM_POLICY, seed])
-    return lambda frames, playing: rng.integers(num_actions, size=len(frames))
-
-
 # --------------------------------------------------------------------------------------
 # Logging: Sacred metrics, TensorBoard, evaluations.json / .csv (chief only)
-
-
-# The authors' checkpoint rule (their agent_train.py): after a periodic evaluation, keep
-# the policy when its mean return is at least this share of the best mean so far; that
-# mean then becomes the best (even when a little below it).
-SELECT_SHARE = 0.95
-
-
-def select_policy(mean, best):
-    """(kept, best after, why) of the authors' rule for one evaluation's mean, given the
-    best mean so far (None before the first evaluation)."""
-    if best is None:
-        return True, mean, "first evaluation"
-    if mean >= SELECT_SHARE * best:
-        return True, mean, f"mean {mean:.1f} >= {SELECT_SHARE} x best {best:.1f}"
-    return False, best, f"mean {mean:.1f} < {SELECT_SHARE} x best {best:.1f}"
 
 
 class Metrics:
@@ -531,8 +180,8 @@ class Metrics:
         # A resumed run continues from its checkpoint: drop scalars and evaluations logged
         # after it (the checkpoint at a step is saved after all of that step's logging).
         if run_dir:
-            runs.drop_metrics_after(run_dir, env_step)
-        logged = runs.read_json(self._path("json"), default=[]) if run_dir else []
+            run_folders.drop_metrics_after(run_dir, env_step)
+        logged = read_json(self._path("json"), default=[]) if run_dir else []
         self.evaluations = [e for e in logged if e["step"] <= env_step]
         self.best = self.evaluations[-1].get("best") if self.evaluations else None
 
@@ -553,13 +202,13 @@ class Metrics:
         stats = {"mean": float(np.mean(returns)), "std": float(np.std(returns)),
                  "min": float(np.min(returns)), "max": float(np.max(returns))}
         self.scalars("eval", stats, step)
-        selected, self.best, why = select_policy(stats["mean"], self.best)
+        selected, self.best, why = agent_runs.select_policy(stats["mean"], self.best)
         stats.update(selected=selected, best=self.best, why=why)
         if not self._run_dir:
             return stats
         self.evaluations.append(dict(step=step, **stats, returns=[float(r) for r in returns]))
-        runs.write_json(self._path("json"), self.evaluations)
-        with runs.atomic_path(self._path("csv")) as tmp, open(tmp, "w", newline="") as f:
+        write_json(self._path("json"), self.evaluations)
+        with atomic_path(self._path("csv")) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["step", "mean", "std", "min", "max", "episodes", "selected"])
             for e in self.evaluations:
@@ -575,16 +224,16 @@ class TrainingClock:
 
     def __init__(self, run_dir):
         self.path = run_dir and os.path.join(run_dir, "time.json")
-        saved = runs.read_json(self.path, default={}) if self.path else {}
+        saved = read_json(self.path, default={}) if self.path else {}
         self.seconds = saved.get("seconds", 0.0)
         self.cpu_seconds = saved.get("cpu_seconds", 0.0)
-        self.cpus = sorted(set(saved.get("cpus", [])) | {bench.machine()["cpu"]})
+        self.cpus = sorted(set(saved.get("cpus", [])) | {hardware.machine()["cpu"]})
         self.started, self.cpu_started = time.time(), time.process_time()
 
     def save(self, env_step):
         if not self.path:
             return
-        runs.write_json(self.path, {
+        write_json(self.path, {
             "step": env_step, "seconds": self.seconds + time.time() - self.started,
             "cpu_seconds": self.cpu_seconds + time.process_time() - self.cpu_started,
             "cpus": self.cpus})
@@ -597,7 +246,7 @@ class TrainingClock:
 def agent_run_folder(command, config):
     """rl_exp/<noise>/<kp_type>/<encoder>/<env>/<new id> for training, the run folder
     itself when resuming, .../<env>/evaluate/<new id> for the evaluate command."""
-    env = preprocess.env_name(config["env"])
+    env = games.env_name(config["env"])
     base = os.path.join(config["exp_root"], str(config["noise_type"]), str(config["kp_type"]),
                         str(config["kpt_encoder_type"]), str(env))
     if command == "evaluate":
@@ -607,8 +256,8 @@ def agent_run_folder(command, config):
     return base, False
 
 
-if is_chief_process():  # other workers of a multi-host run write no run folder
-    ex.observers.append(runs.RunFolderObserver(agent_run_folder))
+if hardware.is_chief_process():  # other workers of a multi-host run write no run folder
+    ex.observers.append(run_folders.RunFolderObserver(agent_run_folder))
 
 
 def checkpoint_managers(checkpoint, run_dir, resume_dir, ckpt_keep):
@@ -624,88 +273,6 @@ def checkpoint_managers(checkpoint, run_dir, resume_dir, ckpt_keep):
     if resume_dir and not run_dir:
         restore = tf.train.CheckpointManager(checkpoint, os.path.join(resume_dir, "ckpt"), None)
     return save, restore
-
-
-SELECTED_DIR = "ckpt_selected"  # the policies the selection rule kept, apart from ckpt/
-
-
-def keep_selected(checkpoint, run_dir):
-    """Copy a saved checkpoint (its path prefix, ckpt/ckpt-<step>) into <run>/ckpt_selected/.
-
-    A copy of the files, not a second save: on a cluster only the chief evaluates, and a
-    save would need every worker."""
-    folder = os.path.join(run_dir, SELECTED_DIR)
-    os.makedirs(folder, exist_ok=True)
-    for path in glob.glob(checkpoint + ".*"):
-        shutil.copy2(path, os.path.join(folder, os.path.basename(path)))
-
-
-def selected_steps(run_dir):
-    """Steps of a run's selected checkpoints, in order."""
-    found = glob.glob(os.path.join(run_dir, SELECTED_DIR, "ckpt-*.index"))
-    return sorted(int(os.path.basename(path)[len("ckpt-"):-len(".index")]) for path in found)
-
-
-def policy_checkpoint(run_dir, step=None):
-    """(checkpoint path, step, how chosen) of an agent run's policy for evaluation: the
-    selected checkpoint at `step`, by default the last one selected; a run without
-    selected checkpoints (made before the rule) gives its last checkpoint."""
-    steps = selected_steps(run_dir)
-    if step is not None:
-        if step not in steps:
-            raise ConfigError(f"agent run {run_dir} has no selected checkpoint at step {step}; "
-                              f"selected: {', '.join(map(str, steps)) or 'none'}")
-        return os.path.join(run_dir, SELECTED_DIR, f"ckpt-{step}"), step, "selected (given)"
-    if steps:
-        return os.path.join(run_dir, SELECTED_DIR, f"ckpt-{steps[-1]}"), steps[-1], "selected"
-    last = tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt"))
-    if last is None:
-        raise ConfigError(f"agent run {run_dir} has no checkpoint in ckpt/")
-    return last, int(last.rsplit("-", 1)[1]), "last (no selected checkpoint)"
-
-
-def game_runs(game_dir):
-    """The numbered agent run folders of one experiment folder
-    (<exp_root>/<noise>/<kp_type>/<encoder>/<env>), in order."""
-    found = [d for d in glob.glob(os.path.join(game_dir, "*")) if os.path.basename(d).isdigit()]
-    return sorted(found, key=lambda d: int(os.path.basename(d)))
-
-
-def resolve_policies(load_ckpts, game_dir):
-    """[(run folder, checkpoint, step, how chosen)] for evaluate's load_ckpts: run folders
-    (each its last selected checkpoint), or the authors' form, one selected step per run
-    of the experiment folder `game_dir` in run order (load_ckpts=30000,80000,50000)."""
-    given = as_list(load_ckpts)
-    if given and all(isinstance(g, int) and not isinstance(g, bool) for g in given):
-        folders = game_runs(game_dir)
-        if len(folders) != len(given):
-            raise ConfigError(f"load_ckpts={','.join(map(str, given))} gives {len(given)} "
-                              f"steps for the {len(folders)} runs in {game_dir}; give one "
-                              f"step per run, or run folders")
-        return [(run, *policy_checkpoint(run, step)) for run, step in zip(folders, given)]
-    return [(str(run), *policy_checkpoint(str(run))) for run in given]
-
-
-def recorded_keypoint_run(run_dir, vis_ckpt_fname, vis_load):
-    """The keypoint run an agent run was trained on, or the given one if it names the
-    same (default: the recorded one); ConfigError if it names another."""
-    spec = runs.read_json(os.path.join(run_dir, "model.json"), default={})
-    recorded, recorded_load = spec.get("vis_ckpt_fname"), spec.get("vis_load")
-    if not vis_ckpt_fname:
-        return recorded, recorded_load
-    moved = recorded is None or not os.path.isdir(recorded)  # then trust the given one
-    same_run = moved or os.path.realpath(vis_ckpt_fname) == os.path.realpath(recorded)
-    same_load = recorded_load is None or str(vis_load) == str(recorded_load)
-    if not (same_run and same_load):
-        raise ConfigError(f"agent run {run_dir} was trained on keypoint run {recorded} "
-                          f"(vis_load={recorded_load}), not {vis_ckpt_fname} (vis_load={vis_load})")
-    return vis_ckpt_fname, vis_load
-
-
-def action_count(env):
-    game = preprocess.make_env(env, "eval")
-    game.close()
-    return int(game.action_space.n)
 
 
 def store_steps(buffer, frames, actions, rewards, terminated, truncated, centres):
@@ -760,32 +327,33 @@ def set_up(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, vis_c
     """Devices, the frozen keypoint model, the Q-networks and their update, the checkpoint
     and the replay; resuming, all restored from resume_dir (the replay if it was saved
     at the checkpoint's step)."""
-    worker, num_workers = cluster_task()
-    strategy = make_strategy(gpu, devices, num_workers)
+    worker, num_workers = hardware.cluster_task()
+    strategy = hardware.make_strategy(gpu, devices, num_workers)
     tf.random.set_seed(seed)  # initial weights (the workers of a cluster start from the chief's)
     spec = agent_spec()
     if batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(f"batch_size={batch_size} is not divisible by the "
                           f"{strategy.num_replicas_in_sync} replicas")
-    precision = runs.resolve_precision(precision)
+    precision = hardware.resolve_precision(precision)
     if resume_dir:
-        runs.check_model_spec(resume_dir, spec)
-        vis_ckpt_fname, vis_load = recorded_keypoint_run(resume_dir, vis_ckpt_fname, vis_load)
-    kp_model = load_keypoint_model(strategy, kp_type, vis_ckpt_fname, vis_load, env,
-                                   num_keypoints, noise_type)
-    online, target, actor, sync_actor = build_q_networks(strategy, kp_model, kpt_encoder_type,
-                                                         mp_num_steps, action_count(env))
+        run_folders.check_model_spec(resume_dir, spec)
+        vis_ckpt_fname, vis_load = agent_runs.recorded_keypoint_run(resume_dir, vis_ckpt_fname,
+                                                                    vis_load)
+    kp_model = load_frozen_keypoints(strategy, kp_type, vis_ckpt_fname, vis_load, env,
+                                     num_keypoints, noise_type)
+    online, target, actor, sync_actor = agent.build_q_networks(strategy, kp_model, kpt_encoder_type,
+                                                         mp_num_steps, play.action_count(env))
     with strategy.scope():
         optimizer = rl_loss.make_optimizer(learning_rate, online.trainable_variables)
     config = rl_loss.LearnerConfig(window_size, n_step, gamma, tau, max_grad_norm)
     update = tf.function(rl_loss.make_update_fn(
         online, target, optimizer, config, strategy,
-        prepare=make_prepare(kp_model, kpt_encoder_type), precision=precision))
+        prepare=agent.make_prepare(kp_model, kpt_encoder_type), precision=precision))
 
     counters = {"env_step": tf.Variable(0, dtype=tf.int64),
                 "updates": tf.Variable(0, dtype=tf.int64)}
     checkpoint = tf.train.Checkpoint(online=online, target=target, optimizer=optimizer, **counters)
-    run_dir = runs.run_dir_of(_run)  # None on non-chief workers
+    run_dir = run_folders.run_dir_of(_run)  # None on non-chief workers
     manager, restore = checkpoint_managers(checkpoint, run_dir, resume_dir, ckpt_keep)
     if resume_dir:
         if not restore.latest_checkpoint:
@@ -793,8 +361,8 @@ def set_up(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, vis_c
         checkpoint.restore(restore.latest_checkpoint).assert_existing_objects_matched()
         sync_actor()
     if run_dir:
-        runs.write_model_spec(run_dir, dict(spec, vis_ckpt_fname=os.path.abspath(vis_ckpt_fname),
-                                            vis_load=vis_load))
+        run_folders.write_model_spec(run_dir, dict(
+            spec, vis_ckpt_fname=os.path.abspath(vis_ckpt_fname), vis_load=vis_load))
     start_step = int(counters["env_step"])
     # Own sampling seeds per worker, new ones after a resume.
     buffer = replay.EpisodeReplay(replay_capacity, config.sequence_length,
@@ -811,7 +379,7 @@ def set_up(_run, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps, vis_c
               + (f"the replay too ({buffer.num_episodes} episodes)" if replay_restored else
                  "the replay restarts empty and refills before updates resume"))
     return Learner(strategy=strategy, num_workers=num_workers, worker=worker, actor=actor,
-                   act=make_act_fn(kp_model, actor, kpt_encoder_type, precision),
+                   act=agent.make_act_fn(kp_model, actor, kpt_encoder_type, precision),
                    sync_actor=sync_actor, update=update, counters=counters,
                    manager=manager, run_dir=run_dir, buffer=buffer, replay_path=replay_path,
                    replay_restored=replay_restored)
@@ -852,8 +420,8 @@ def train(_run, _config, env, noise_type, num_iters, warmup_steps, update_every,
     next_eval = (start_step // eval_every + 1) * eval_every
     metrics, clock = Metrics(_run, run_dir, start_step), TrainingClock(run_dir)
     rng = np.random.default_rng([seed, learner.worker, start_step])
-    envs = make_envs(env, "train", env_seeds(seed, num_envs, TRAIN_SEEDS, learner.worker,
-                                             start_step), noise_type, eval_time_limit, async_envs)
+    train_seeds = play.env_seeds(seed, num_envs, play.TRAIN_SEEDS, learner.worker, start_step)
+    envs = play.make_envs(env, "train", train_seeds, noise_type, eval_time_limit, async_envs)
     frames, _ = envs.reset()                                               # [N, 84, 84, 3]
     state = learner.actor.initial_state(num_envs)
     episode_returns, finished_returns, losses = np.zeros(num_envs), [], []
@@ -862,7 +430,8 @@ def train(_run, _config, env, noise_type, num_iters, warmup_steps, update_every,
     log_step, log_time, last_save = start_step, time.time(), time.time()
     waited = False  # acted past the warm-up because no episode had ended
     # a single-host run saves on SIGTERM / SIGINT and stops (a cluster keeps the default)
-    with runs.StopSignals() if learner.num_workers == 1 else contextlib.nullcontext() as stop:
+    signals = run_folders.StopSignals() if learner.num_workers == 1 else contextlib.nullcontext()
+    with signals as stop:
         while env_step < num_iters:
             epsilon = agent.epsilon_at(env_step, num_iters, epsilon_start, epsilon_end)
             q_values, state, centres = learner.act(frames, state)               # [N, A], [N, K, 2]
@@ -873,7 +442,7 @@ def train(_run, _config, env, noise_type, num_iters, warmup_steps, update_every,
             episode_returns += rewards
             finished_returns += list(episode_returns[ended])
             episode_returns[ended] = 0.0
-            state = zero_where(state, ended)
+            state = agent.zero_where(state, ended)
             frames = next_frames
             env_step += num_envs
             progress.update(num_envs)
@@ -906,30 +475,31 @@ def train(_run, _config, env, noise_type, num_iters, warmup_steps, update_every,
 
             due = env_step >= next_eval or env_step >= num_iters
             if due and run_dir:
-                returns = play_returns(greedy_policy(learner.act, learner.actor, eval_episodes),
-                                       env, noise_type, env_seeds(seed, eval_episodes, EVAL_SEEDS),
-                                       eval_time_limit, async_envs)
-                stats = metrics.evaluation(env_step, returns)
-                progress.write(f"step {env_step}: eval return {stats['mean']:.1f} "
-                               f"+- {stats['std']:.1f} ({eval_episodes} episodes); "
-                               f"{'selected' if stats['selected'] else 'not selected'}: "
-                               f"{stats['why']}")
+                returns = play.play_returns(
+                    play.greedy_policy(learner.act, learner.actor, eval_episodes), env,
+                    noise_type, play.env_seeds(seed, eval_episodes, play.EVAL_SEEDS),
+                    eval_time_limit, async_envs)
+                evaluation = metrics.evaluation(env_step, returns)
+                progress.write(f"step {env_step}: eval return {evaluation['mean']:.1f} "
+                               f"+- {evaluation['std']:.1f} ({eval_episodes} episodes); "
+                               f"{'selected' if evaluation['selected'] else 'not selected'}: "
+                               f"{evaluation['why']}")
             timed = stop and (stop.received or time.time() - last_save >= 60 * save_every_mins)
             if due or timed:
-                runs.flush_metrics(_run)  # metrics.json is never behind a checkpoint
+                run_folders.flush_metrics(_run)  # metrics.json is never behind a checkpoint
                 learner.save(env_step, updates)
                 clock.save(env_step)
                 last_save = time.time()
                 next_eval = (env_step // eval_every + 1) * eval_every
-            if due and run_dir and stats["selected"]:
-                keep_selected(learner.manager.latest_checkpoint, run_dir)
+            if due and run_dir and evaluation["selected"]:
+                agent_runs.keep_selected(learner.manager.latest_checkpoint, run_dir)
             if stop and stop.received:
                 progress.close()
                 envs.close()
                 print(f"{stop.received}: stopped at step {env_step}, saved in "
                       f"{learner.manager.latest_checkpoint}; resume with:\n"
-                      f"  {runs.resume_command(_run, run_dir)}")
-                raise runs.Stopped()
+                      f"  {run_folders.resume_command(_run, run_dir)}")
+                raise run_folders.Stopped()
 
     progress.close()
     envs.close()
@@ -963,10 +533,10 @@ def agent_policies(given, spec, game_dir, vis_ckpt_fname, vis_load):
     of evaluate's agent policies (resolve_policies), each run checked against `spec`."""
     for policy in given:
         if isinstance(policy, str):
-            runs.check_model_spec(policy, spec)
-    resolved = resolve_policies(given, game_dir)
+            run_folders.check_model_spec(policy, spec)
+    resolved = agent_runs.resolve_policies(given, game_dir)
     for run in {run for run, *_ in resolved}:
-        runs.check_model_spec(run, spec)
+        run_folders.check_model_spec(run, spec)
     for p, (run, _, step, how) in enumerate(resolved):
         print(f"P{p + 1}: {run} at step {step} ({how})")
     policies = [run for run, *_ in resolved]
@@ -981,7 +551,7 @@ def keypoint_runs_per_policy(policies, vis_ckpt_fname, vis_load):
         raise ConfigError(f"vis_ckpt_fname names {len(given)} keypoint runs for {len(policies)} "
                           f"policies (load_ckpts); give one, one per policy, or none")
     given = given * len(policies) if len(given) == 1 else given or [None] * len(policies)
-    return [tuple(recorded_keypoint_run(policy, run, vis_load))
+    return [tuple(agent_runs.recorded_keypoint_run(policy, run, vis_load))
             for policy, run in zip(policies, given)]
 
 
@@ -1004,8 +574,9 @@ def evaluate(_run, _config, env, noise_type, kp_type, kpt_encoder_type, mp_num_s
     if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise ConfigError(f"eval_seeds={eval_seeds!r}: expected integers >= 0, e.g. 1,2,3,4,5")
     given = as_list(load_ckpts)
-    num_actions = action_count(env)
-    episode_seeds = [s for seed in seeds for s in env_seeds(seed, num_eval_episodes, EVAL_SEEDS)]
+    num_actions = play.action_count(env)
+    episode_seeds = [s for seed in seeds
+                     for s in play.env_seeds(seed, num_eval_episodes, play.EVAL_SEEDS)]
     returns = np.zeros([len(seeds), len(given), num_eval_episodes])       # [S, P, E]
     if RANDOM in given:
         if set(given) != {RANDOM}:
@@ -1017,33 +588,33 @@ def evaluate(_run, _config, env, noise_type, kp_type, kpt_encoder_type, mp_num_s
         keypoint_runs = [[None, None]] * len(given)
         for p, (_, _, _, how) in enumerate(resolved):
             print(f"P{p + 1}: {how}")
-            returns[:, p] = play_returns(random_policy(num_actions, p), env, noise_type,
+            returns[:, p] = play.play_returns(play.random_policy(num_actions, p), env, noise_type,
                                          episode_seeds, eval_time_limit, async_envs
                                          ).reshape(len(seeds), -1)
     else:
         resolved, keypoint_runs = agent_policies(given, spec, os.path.join(
             exp_root, str(noise_type), str(kp_type), str(kpt_encoder_type),
-            preprocess.env_name(env)), vis_ckpt_fname, vis_load)
-        precision = runs.resolve_precision(precision)
-        kp_models = {run: load_keypoint_model(tf.distribute.get_strategy(), kp_type, *run, env,
+            games.env_name(env)), vis_ckpt_fname, vis_load)
+        precision = hardware.resolve_precision(precision)
+        kp_models = {run: load_frozen_keypoints(tf.distribute.get_strategy(), kp_type, *run, env,
                                               num_keypoints, noise_type)
                      for run in set(keypoint_runs)}  # each distinct keypoint checkpoint once
         for p, ((_, checkpoint, _, _), keypoint_run) in enumerate(zip(resolved, keypoint_runs)):
             kp_model = kp_models[keypoint_run]
-            actor = q_network(kp_model, kpt_encoder_type, mp_num_steps, num_actions)
+            actor = agent.q_network(kp_model, kpt_encoder_type, mp_num_steps, num_actions)
             tf.train.Checkpoint(online=actor).restore(checkpoint) \
                 .assert_existing_objects_matched().expect_partial()
-            act = make_act_fn(kp_model, actor, kpt_encoder_type, precision)
+            act = agent.make_act_fn(kp_model, actor, kpt_encoder_type, precision)
             # every seed's episodes side by side: one batched forward pass per step
             print(f"policy {p + 1}/{len(resolved)}: {len(episode_seeds)} episodes at once")
-            returns[:, p] = play_returns(greedy_policy(act, actor, len(episode_seeds)), env,
-                                         noise_type, episode_seeds, eval_time_limit, async_envs
-                                         ).reshape(len(seeds), -1)
+            returns[:, p] = play.play_returns(
+                play.greedy_policy(act, actor, len(episode_seeds)), env, noise_type,
+                episode_seeds, eval_time_limit, async_envs).reshape(len(seeds), -1)
     policies = [run for run, *_ in resolved]
 
-    summary = plots.protocol_summary(returns)
+    summary = stats.protocol_summary(returns)
     print(format_table(seeds, policies, summary))
-    out_dir = runs.run_dir_of(_run) or "."
+    out_dir = run_folders.run_dir_of(_run) or "."
     m = summary["median_index"]
     result = {"policies": [p if p == RANDOM else os.path.abspath(p) for p in policies],
               "eval_seeds": seeds,
@@ -1057,13 +628,13 @@ def evaluate(_run, _config, env, noise_type, kp_type, kpt_encoder_type, mp_num_s
               "median": float(summary["seed_means"][m]),
               "median_std": float(summary["pooled_stds"][m]),
               "median_seed": seeds[m]}
-    runs.write_json(os.path.join(out_dir, "evaluation.json"), result)
+    write_json(os.path.join(out_dir, "evaluation.json"), result)
     print(f"evaluation: {os.path.join(out_dir, 'evaluation.json')}")
     return result
 
 
 def main(argv):
-    runs.run_commandline(ex, argv)
+    run_folders.run_commandline(ex, argv)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ Each row runs in its own subprocess, so its peak memory is its own. Columns:
                cores other processes leave to the benchmark;
   peak MB      peak resident memory of the subprocess (ru_maxrss), on a GPU also the
                device's peak allocation (JSON);
-  input/s      batches per second the training input pipeline (preprocess.py's tf.data
+  input/s      batches per second the training input pipeline (datasets.py's tf.data
                datasets on in-memory frames) delivers on its own: the step is never
                starved while this exceeds 1 / (s/step).
 The code is device-agnostic: on a GPU the same figures are measured there.
@@ -45,16 +45,17 @@ import functools
 import json
 import math
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 
+import hardware
+import layers
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROWS = ("permakey", "transporter", "rl_update", "rl_update_uncached", "acting", "rl_100k")
-PRECISIONS = ("float32", "bf16")
 DTYPES = {"float32": "float32", "bf16": "bfloat16"}  # precision -> tf dtype name
 BATCH = {"permakey": 32, "transporter": 64, "rl_update": 16}
 BATCH["rl_update_uncached"] = BATCH["rl_update"]
@@ -227,7 +228,7 @@ def input_rate(dataset, batches=20):
 
 
 def synthetic_frames(num_frames=2000, episode_length=400, seed=0):
-    """uint8 frames [N, 84, 84, 3] and episode ids, as preprocess.read_h5 gives them."""
+    """uint8 frames [N, 84, 84, 3] and episode ids, as datasets.read_h5 gives them."""
     import numpy as np
     rng = np.random.default_rng(seed)
     frames = rng.integers(0, 256, [num_frames, 84, 84, 3], dtype=np.uint8)
@@ -241,18 +242,17 @@ def synthetic_frames(num_frames=2000, episode_length=400, seed=0):
 
 def permakey_row(precision, batch_size=BATCH["permakey"]):
     import tensorflow as tf
-    import pkey_train
-    import preprocess
-    import runs
+    import datasets
+    import fit
     import ul_loss
     import vision_modules
     model = vision_modules.PermaKey(7)
     model(tf.zeros([1, 84, 84, 3]), is_training=False)     # create the variables
     spec = tf.TensorSpec([batch_size, 84, 84, 3], tf.float32)
-    train_step, _ = pkey_train.loss_steps(model, runs.inverse_time_adam(2e-4, 10_000, 0.85),
+    train_step, _ = fit.permakey_steps(model, fit.inverse_time_adam(2e-4, 10_000, 0.85),
                                           precision)
     frames, _ = synthetic_frames()
-    dataset = preprocess.frame_dataset(frames, batch_size, "none", seed=0, epoch=1).repeat()
+    dataset = datasets.frame_dataset(frames, batch_size, "none", seed=0, epoch=1).repeat()
     figures = {
         "gflop_per_step": 3 * forward_flops(
             lambda images: ul_loss.permakey_losses(model, images, True)[0], spec) / 1e9,
@@ -263,19 +263,18 @@ def permakey_row(precision, batch_size=BATCH["permakey"]):
 
 def transporter_row(precision, batch_size=BATCH["transporter"]):
     import tensorflow as tf
-    import preprocess
-    import runs
-    import transporter_train
+    import datasets
+    import fit
     import ul_loss
     import vision_modules
     model = vision_modules.Transporter(7)
     blank = tf.zeros([1, 84, 84, 3])
     model(blank, blank, is_training=False)
     spec = tf.TensorSpec([batch_size, 84, 84, 3], tf.float32)
-    train_step, _ = transporter_train.loss_steps(
-        model, runs.inverse_time_adam(2e-4, 30_000, 0.9), precision)
+    train_step, _ = fit.transporter_steps(
+        model, fit.inverse_time_adam(2e-4, 30_000, 0.9), precision)
     frames, episode = synthetic_frames()
-    dataset = preprocess.pair_dataset(frames, episode, batch_size, "none", 100 * batch_size,
+    dataset = datasets.pair_dataset(frames, episode, batch_size, "none", 100 * batch_size,
                                       seed=0, epoch=1).repeat()
     figures = {
         "gflop_per_step": 3 * forward_flops(
@@ -305,7 +304,7 @@ def rl_update_parts(kp_type, encoder, precision, cached_keypoints=True,
     trains on (random uint8 frames and centres), its prepare function and online network."""
     import numpy as np
     import tensorflow as tf
-    import agent_train
+    import agent
     import rl_loss
     kp_model = fresh_keypoint_model(kp_type, num_keypoints)
     config = rl_loss.LearnerConfig()
@@ -317,9 +316,9 @@ def rl_update_parts(kp_type, encoder, precision, cached_keypoints=True,
         "actions": rng.integers(0, num_actions, shape).astype(np.int32),
         "rewards": rng.choice([0.0, 1.0], shape).astype(np.float32),
         "dones": np.zeros(shape, np.float32), "mask": np.ones(shape, np.float32)}.items()}
-    online, target, _, _ = agent_train.build_q_networks(tf.distribute.get_strategy(), kp_model,
+    online, target, _, _ = agent.build_q_networks(tf.distribute.get_strategy(), kp_model,
                                                          encoder, 1, num_actions)
-    prepare = agent_train.make_prepare(kp_model, encoder, cached_keypoints)
+    prepare = agent.make_prepare(kp_model, encoder, cached_keypoints)
     optimizer = rl_loss.make_optimizer(1e-4, online.trainable_variables)
     update = tf.function(rl_loss.make_update_fn(online, target, optimizer, config,
                                                 prepare=prepare, precision=precision))
@@ -353,10 +352,11 @@ def acting_rate(kp_model, encoder, precision, num_envs, num_steps, warmup):
     acting loop: batched forward pass of keypoint model and Q-network, greedy actions,
     ALE emulation of `num_envs` MsPacman games."""
     import numpy as np
-    import agent_train
-    envs = agent_train.make_envs("mspacman", "train", list(range(num_envs)), "none", 1000, False)
-    actor = agent_train.q_network(kp_model, encoder, 1, int(envs.single_action_space.n))
-    act = agent_train.make_act_fn(kp_model, actor, encoder, precision)
+    import agent
+    import play
+    envs = play.make_envs("mspacman", "train", list(range(num_envs)), "none", 1000, False)
+    actor = agent.q_network(kp_model, encoder, 1, int(envs.single_action_space.n))
+    act = agent.make_act_fn(kp_model, actor, encoder, precision)
     frames, _ = envs.reset(seed=0)
     state = actor.initial_state(num_envs)
     for index in range(warmup + num_steps):
@@ -393,7 +393,6 @@ def keypoint_forward_rate(kp_model, precision, num_steps, warmup, batch_size=8):
     """Frames per second of the frozen PermaKey's forward pass alone (what acting runs
     per env step), batch 8."""
     import tensorflow as tf
-    import layers
     images = tf.random.stateless_uniform([batch_size, 84, 84, 3], seed=[0, 0])
 
     @tf.function
@@ -476,28 +475,6 @@ def run_row(row, precision, steps, warmup):
 # --------------------------------------------------------------------------------------
 # The parent: one subprocess per row, then a table.
 
-def machine():
-    """CPU model and flags, cores, load averages, GPU (if any): what the figures mean."""
-    info = {"cpu": platform.processor() or platform.machine(), "cpu_flags": "",
-            "cores": os.cpu_count(), "load_avg": os.getloadavg(), "gpu": "none",
-            "python": platform.python_version()}
-    try:
-        with open("/proc/cpuinfo") as f:
-            lines = f.read().splitlines()
-        info["cpu"] = next(line.split(":", 1)[1].strip() for line in lines
-                           if line.startswith("model name"))
-        words = next(line for line in lines if line.startswith("flags")).split()
-        info["cpu_flags"] = " ".join(w for w in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-                                     if w in words)
-    except (OSError, StopIteration):
-        pass
-    try:
-        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
-        info["gpu"] = listing.stdout.strip() or "none"
-    except OSError:
-        pass
-    return info
-
 
 def run_subprocess(row, precision, steps, warmup):
     command = [sys.executable, os.path.abspath(__file__), "--worker", row, "--precisions",
@@ -568,15 +545,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", default=",".join(ROWS),
                         help="comma-separated: " + ", ".join(ROWS))
-    parser.add_argument("--precisions", default=",".join(PRECISIONS),
-                        help="comma-separated: " + ", ".join(PRECISIONS))
+    parser.add_argument("--precisions", default=",".join(layers.PRECISIONS),
+                        help="comma-separated: " + ", ".join(layers.PRECISIONS))
     parser.add_argument("--steps", type=int, default=20, help="timed steps per row")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (tracing)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     rows, precisions = args.rows.split(","), args.precisions.split(",")
-    unknown = sorted(set(rows) - set(ROWS)) + sorted(set(precisions) - set(PRECISIONS))
+    unknown = sorted(set(rows) - set(ROWS)) + sorted(set(precisions) - set(layers.PRECISIONS))
     if unknown:
         parser.error(f"unknown rows or precisions: {', '.join(unknown)}")
     if args.worker:
@@ -584,7 +561,7 @@ def main(argv=None):
         print(RESULT_TAG + json.dumps(run_row(args.worker, precisions[0], args.steps,
                                               args.warmup)), flush=True)
         return
-    before = machine()
+    before = hardware.machine()
     print(f"machine: {before['cpu']} ({before['cpu_flags']}), {before['cores']} cores, "
           f"GPU: {before['gpu']}; load average {before['load_avg'][0]:.2f}", flush=True)
     results = []
@@ -594,7 +571,7 @@ def main(argv=None):
             r = results[-1]
             print(f"  {row} {precision}: " + (r.get("unavailable") or (
                 f"{r['s_per_step']:.3f} s/step" if "s_per_step" in r else "done")), flush=True)
-    after = machine()
+    after = hardware.machine()
     print(format_table(results))
     projection = format_projection(results)
     if projection:

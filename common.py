@@ -146,3 +146,14 @@ def save_npz(path, arrays):
     import numpy as np
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
+
+
+def as_list(value):
+    """A config list given as 1,2 (a tuple for Sacred), "a,b" (a string), one value or None."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]

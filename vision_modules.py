@@ -494,7 +494,8 @@ class PermaKey(snt.Module):
         }
 
     def keypoints_and_features(self, images, is_training=False):
-        """Centres [B, K, 2], PointNet-grid heatmaps, last-LSP-layer features (no decoder)."""
+        """Centres [B, K, 2], heatmaps [B, S/4, S/4, K] on the PointNet grid, and the last
+        LSP layer's features [B, S/2, S/2, C], float32 (one encoder pass, no decoder)."""
         _, _, activations = self.encoder(images, is_training)
         error_maps = self._local_spatial_prediction(activations, is_training)[-1]
         centres, heatmaps = self.pnet(error_maps, is_training)
@@ -504,6 +505,12 @@ class PermaKey(snt.Module):
         """Centres [B, K, 2] and heatmaps [B, S/4, S/4, K] on the PointNet grid."""
         centres, heatmaps, _ = self.keypoints_and_features(images, is_training)
         return centres, heatmaps
+
+    def features(self, images, is_training=False):
+        """The last LSP layer's encoder features [B, S/2, S/2, C], float32: what an agent
+        reads beside the keypoints."""
+        _, _, activations = self.encoder(images, is_training)
+        return tf.cast(activations[self._lsp_layers[-1]], tf.float32)
 
 
 # --------------------------------------------------------------------------------------
@@ -583,11 +590,19 @@ class Transporter(snt.Module):
             channels, kernel, _ = TRANSPORTER_DECODER_LAYERS[-1]
             self.decoder_out = layers.Conv2D(channels, kernel, name="decoder_out")
 
-    def keypoints(self, images, is_training=False):
+    def keypoints_and_features(self, images, is_training=False):
         """Centres [B, K, 2], heatmaps [B, S/2, S/2, K], features [B, S/2, S/2, 32]."""
-        features = tf.cast(self.encoder(images, is_training)[-1], tf.float32)
+        features = self.features(images, is_training)
         centres, heatmaps = self.keypointer(images, is_training)
         return centres, heatmaps, features
+
+    def keypoints(self, images, is_training=False):
+        """Centres [B, K, 2] and heatmaps [B, S/2, S/2, K]."""
+        return self.keypointer(images, is_training)
+
+    def features(self, images, is_training=False):
+        """The encoder's features [B, S/2, S/2, 32], float32 (what is transported)."""
+        return tf.cast(self.encoder(images, is_training)[-1], tf.float32)
 
     def __call__(self, frame_a, frame_b, is_training):
         """Frames [B, S, S, 3] in [0, 1] -> dict of float32 outputs; "recon" reconstructs
@@ -596,8 +611,8 @@ class Transporter(snt.Module):
         The two frames go through the networks in separate calls so that batch-norm
         statistics of frame b do not depend on frame a (a's branch gets no gradient).
         """
-        centres_a, heatmaps_a, features_a = self.keypoints(frame_a, is_training)
-        centres_b, heatmaps_b, features_b = self.keypoints(frame_b, is_training)
+        centres_a, heatmaps_a, features_a = self.keypoints_and_features(frame_a, is_training)
+        centres_b, heatmaps_b, features_b = self.keypoints_and_features(frame_b, is_training)
         transported = transport(features_a, features_b, heatmaps_a, heatmaps_b)
         recon = self.decoder(transported, is_training)[-1]
         if self.decoder_out is not None:

@@ -19,7 +19,7 @@ if _WORKERS > 1:
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", _threads)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import runs  # noqa: E402,F401 (first: TensorFlow starts without its start-up chatter)
+import tf_quiet  # noqa: E402,F401 (first: TensorFlow starts without its start-up chatter)
 import tensorflow as tf  # noqa: E402
 
 tf.config.set_logical_device_configuration(

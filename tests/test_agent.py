@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import common
 import agent
-import runs
 
 N, K, C, GRID, A = 3, 5, 8, 42, 4
 
@@ -85,9 +85,9 @@ def test_batch_norm_statistics_are_replica_local_and_read_as_their_mean():
 
 
 def test_bad_encoder_config_is_a_config_error():
-    with pytest.raises(runs.ConfigError, match="kpt_encoder_type='transformer'"):
+    with pytest.raises(common.ConfigError, match="kpt_encoder_type='transformer'"):
         agent.make_keypoint_encoder("transformer")
-    with pytest.raises(runs.ConfigError, match="mp_num_steps=0"):
+    with pytest.raises(common.ConfigError, match="mp_num_steps=0"):
         agent.make_keypoint_encoder("gnn", mp_num_steps=0)
 
 

@@ -16,13 +16,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import agent_runs
+import atari_env
+import common
+import keypoint_models
+import play
+import run_folders
 import agent
 import agent_train
 import layers
-import preprocess
 import replay
 import rl_loss
-import runs
 
 # A random policy (epsilon stays 1) ends a MsPacman life in ~110-190 steps, so a warm-up
 # of 220 steps in one environment stores an episode to sample from.
@@ -41,7 +45,7 @@ def agent_config(tmp_root, keypoint_run, kp_type="permakey", **updates):
 
 
 def mspacman_frames(count):
-    game = preprocess.make_env("mspacman", "train", seed=3)
+    game = atari_env.make_env("mspacman", "train", seed=3)
     frames = [game.reset(seed=3)[0]]
     for _ in range(count - 1):
         frames.append(game.step(game.action_space.sample())[0])
@@ -51,10 +55,10 @@ def mspacman_frames(count):
 @pytest.mark.parametrize("kp_type", ["permakey", "transporter"])
 def test_replayed_inputs_equal_the_inputs_acted_on(kp_type, tiny_pkey_run, tiny_transporter_run):
     run = {"permakey": tiny_pkey_run, "transporter": tiny_transporter_run}[kp_type][1]
-    kp_model = agent_train.load_keypoint_model(tf.distribute.get_strategy(), kp_type, run, "best",
+    kp_model = agent_train.load_frozen_keypoints(tf.distribute.get_strategy(), kp_type, run, "best",
                                                "mspacman", 3, "none")
     frames = mspacman_frames(10)
-    centres, features = agent_train.observe(kp_model, frames)        # the whole model, acting
+    centres, features = agent.observe(kp_model, frames)        # the whole model, acting
     buffer = replay.EpisodeReplay(capacity=1, sequence_length=6, seed=0)
     for step, frame in enumerate(frames):  # the action records the step, to find it again
         buffer.add(frame, step, 0.0, step == len(frames) - 1, centres=centres[step].numpy())
@@ -64,7 +68,7 @@ def test_replayed_inputs_equal_the_inputs_acted_on(kp_type, tiny_pkey_run, tiny_
     for (encoder, kind), cached in itertools.product(agent.KEYPOINT_ENCODERS.items(),
                                                      [True, False]):
         acted_on = kind.inputs(features, centres)
-        prepare = agent_train.make_prepare(kp_model, encoder, cached_keypoints=cached)
+        prepare = agent.make_prepare(kp_model, encoder, cached_keypoints=cached)
         replayed = prepare(tf.nest.map_structure(tf.constant, windows))["inputs"]
         for kept, rebuilt in zip(tf.nest.flatten(acted_on), tf.nest.flatten(replayed)):
             np.testing.assert_allclose(rebuilt.numpy()[real], kept.numpy()[steps],
@@ -85,18 +89,18 @@ BF16_Q_ATOL_SHARE, BF16_LOSS_RTOL, BF16_ACTION_AGREEMENT = 0.05, 0.05, 0.9
 
 @pytest.mark.parametrize("encoder", ["cnn", "gnn"])
 def test_bf16_agent_is_close_to_float32(encoder, tiny_pkey_run):
-    kp_model = agent_train.load_keypoint_model(tf.distribute.get_strategy(), "permakey",
+    kp_model = agent_train.load_frozen_keypoints(tf.distribute.get_strategy(), "permakey",
                                                tiny_pkey_run[1], "best", "mspacman", 3, "none")
     frames = mspacman_frames(96)                                     # [96, 84, 84, 3]
-    network = agent_train.q_network(kp_model, encoder, 1, 9)
+    network = agent.q_network(kp_model, encoder, 1, 9)
     config = rl_loss.LearnerConfig(window_size=4, n_step=2)
     buffer = replay.EpisodeReplay(1, config.sequence_length, seed=0)
-    centres, features = agent_train.observe(kp_model, frames)       # float32
+    centres, features = agent.observe(kp_model, frames)       # float32
     for step, frame in enumerate(frames):
         buffer.add(frame, step % 9, float(step % 2), step == len(frames) - 1,
                    centres=centres[step].numpy())
     windows = tf.nest.map_structure(tf.constant, buffer.sample(8))
-    prepare = agent_train.make_prepare(kp_model, encoder)
+    prepare = agent.make_prepare(kp_model, encoder)
     inputs = agent.KEYPOINT_ENCODERS[encoder].inputs(features, centres)
     q_values, losses = {}, {}
     for precision in ("float32", "bf16"):
@@ -171,7 +175,7 @@ def test_resume_continues_with_the_saved_replay(agent_run, capsys):
     metrics = read_json(run_dir, "metrics.json")
     for key, value in (("steps", 310), ("values", 1.0), ("timestamps", "2026-12-05T12:00:00")):
         metrics["eval.mean"][key].append(value)
-    runs.write_json(os.path.join(run_dir, "metrics.json"), metrics)
+    common.write_json(os.path.join(run_dir, "metrics.json"), metrics)
     agent_train.ex.run(config_updates=dict(config, num_iters=320, resume_dir=run_dir))
     assert f"the replay too ({saved.num_episodes} episodes)" in capsys.readouterr().out
     # no second warm-up: updates at steps 304, ..., 320 as in an uninterrupted run
@@ -210,7 +214,7 @@ def test_a_warm_up_shorter_than_an_episode_acts_on_until_one_has_ended(tmp_path,
 def test_selection_rule_on_a_hand_made_sequence_of_means():
     best, kept = None, []
     for mean in (100, 90, 96, 200, 180, 195, 185.25):
-        selected, best, why = agent_train.select_policy(mean, best)
+        selected, best, why = agent_runs.select_policy(mean, best)
         kept.append((selected, best))
     # 90 < 0.95 x 100; 96 >= 95 becomes the best though below 100; 180 < 190; 195 >= 190;
     # 185.25 = 0.95 x 195 exactly: kept
@@ -224,10 +228,10 @@ def test_smoke_run_keeps_the_selected_checkpoints_apart(agent_run):
     evaluations = read_json(run_dir, "evaluations.json")
     assert evaluations[0]["selected"] and evaluations[0]["why"] == "first evaluation"
     selected = [e["step"] for e in evaluations if e["selected"]]
-    assert agent_train.selected_steps(run_dir) == selected
+    assert agent_runs.selected_steps(run_dir) == selected
     best = None
     for e in evaluations:  # the recorded verdicts follow the rule
-        assert (e["selected"], e["best"]) == agent_train.select_policy(e["mean"], best)[:2]
+        assert (e["selected"], e["best"]) == agent_runs.select_policy(e["mean"], best)[:2]
         best = e["best"]
     with open(os.path.join(run_dir, "evaluations.csv")) as f:
         assert f.readline().strip().endswith(",episodes,selected")
@@ -236,21 +240,21 @@ def test_smoke_run_keeps_the_selected_checkpoints_apart(agent_run):
 def test_load_ckpts_run_folders_and_the_authors_step_form(agent_run, tmp_path):
     config, run_dir = agent_run
     game_dir = os.path.dirname(run_dir)
-    last = agent_train.selected_steps(run_dir)[-1]
-    [(run, checkpoint, step, how)] = agent_train.resolve_policies(run_dir, game_dir)
+    last = agent_runs.selected_steps(run_dir)[-1]
+    [(run, checkpoint, step, how)] = agent_runs.resolve_policies(run_dir, game_dir)
     assert (run, step, how) == (run_dir, last, "selected")
     assert checkpoint == os.path.join(run_dir, "ckpt_selected", f"ckpt-{last}")
-    first = agent_train.selected_steps(run_dir)[0]
-    [(run, checkpoint, step, how)] = agent_train.resolve_policies((first,), game_dir)
+    first = agent_runs.selected_steps(run_dir)[0]
+    [(run, checkpoint, step, how)] = agent_runs.resolve_policies((first,), game_dir)
     assert (run, step, how) == (run_dir, first, "selected (given)")
-    with pytest.raises(runs.ConfigError, match="gives 2 steps for the 1 runs in"):
-        agent_train.resolve_policies((first, first), game_dir)
-    with pytest.raises(runs.ConfigError, match="no selected checkpoint at step 7; selected: "):
-        agent_train.resolve_policies((7,), game_dir)
+    with pytest.raises(common.ConfigError, match="gives 2 steps for the 1 runs in"):
+        agent_runs.resolve_policies((first, first), game_dir)
+    with pytest.raises(common.ConfigError, match="no selected checkpoint at step 7; selected: "):
+        agent_runs.resolve_policies((7,), game_dir)
     # a run made before the rule (no ckpt_selected/) is scored at its last checkpoint
     old = tmp_path / "old"
     shutil.copytree(run_dir, old, ignore=shutil.ignore_patterns("ckpt_selected", "replay*"))
-    [(_, _, step, how)] = agent_train.resolve_policies(str(old), game_dir)
+    [(_, _, step, how)] = agent_runs.resolve_policies(str(old), game_dir)
     assert how == "last (no selected checkpoint)" and step == checkpoint_counters(old)["env_step"]
 
 
@@ -259,38 +263,38 @@ def test_load_ckpts_run_folders_and_the_authors_step_form(agent_run, tmp_path):
 
 
 def test_fixed_places_by_hand():
-    np.testing.assert_allclose(agent_train.fixed_places(4),
+    np.testing.assert_allclose(keypoint_models.fixed_places(4),
                                [[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])
-    seven = agent_train.fixed_places(7)
+    seven = keypoint_models.fixed_places(7)
     assert seven.shape == (7, 2) and len({tuple(p) for p in seven}) == 7
     np.testing.assert_allclose(seven[[0, 4, 6]], [[-2 / 3, -2 / 3], [0, 0], [2 / 3, -2 / 3]])
 
 
 def test_control_keypoints_ignore_the_frame_and_keep_permakeys_features(tiny_pkey_run):
     strategy = tf.distribute.get_strategy()
-    control = agent_train.load_keypoint_model(strategy, "fixed", tiny_pkey_run[1], "best",
+    control = agent_train.load_frozen_keypoints(strategy, "fixed", tiny_pkey_run[1], "best",
                                               "mspacman", 3, "none")
-    permakey = agent_train.load_keypoint_model(strategy, "permakey", tiny_pkey_run[1], "best",
+    permakey = agent_train.load_frozen_keypoints(strategy, "permakey", tiny_pkey_run[1], "best",
                                                "mspacman", 3, "none")
     frames = mspacman_frames(6)
-    centres, features = agent_train.observe(control, frames)
-    np.testing.assert_array_equal(centres, np.repeat(agent_train.fixed_places(3)[None], 6, 0))
-    _, permakey_features = agent_train.observe(permakey, frames)
+    centres, features = agent.observe(control, frames)
+    np.testing.assert_array_equal(centres, np.repeat(keypoint_models.fixed_places(3)[None], 6, 0))
+    _, permakey_features = agent.observe(permakey, frames)
     np.testing.assert_allclose(features, permakey_features, atol=1e-6)
-    np.testing.assert_allclose(agent_train.encoder_features(control, frames), features,
+    np.testing.assert_allclose(agent.encoder_features(control, frames), features,
                                atol=1e-6)
     # the control's spec is its own, its keypoint run a PermaKey one
-    assert agent_train.KEYPOINT_KINDS["fixed"] == "permakey"
+    assert keypoint_models.KEYPOINT_KINDS["fixed"] == "permakey"
 
 
 def test_greedy_play_computes_only_the_games_still_playing(tiny_transporter_run, monkeypatch):
     """Games that ended drop out of the forward pass (rounded up to PLAYING_BUCKET); those
     still playing get the actions and recurrent state of the full batch."""
-    kp_model = agent_train.load_keypoint_model(tf.distribute.get_strategy(), "transporter",
+    kp_model = agent_train.load_frozen_keypoints(tf.distribute.get_strategy(), "transporter",
                                                tiny_transporter_run[1], "best", "mspacman", 3,
                                                "none")
-    actor = agent_train.q_network(kp_model, "gnn", 1, 9)
-    act = agent_train.make_act_fn(kp_model, actor, "gnn")
+    actor = agent.q_network(kp_model, "gnn", 1, 9)
+    act = agent.make_act_fn(kp_model, actor, "gnn")
     outputs = {"full": [], "part": []}
 
     def recorded(name):
@@ -301,7 +305,7 @@ def test_greedy_play_computes_only_the_games_still_playing(tiny_transporter_run,
         return act_and_record
     monkeypatch.setattr(agent_train, "PLAYING_BUCKET", 2)
     frames = np.repeat(mspacman_frames(4), 2, axis=0)[:7]                  # [7, 84, 84, 3]
-    full, part = (agent_train.greedy_policy(recorded(name), actor, 7) for name in outputs)
+    full, part = (play.greedy_policy(recorded(name), actor, 7) for name in outputs)
     playing = np.array([True, False, True, True, False, False, True])
     for step in range(3):
         expected = full(frames, np.ones(7, bool))
@@ -323,7 +327,7 @@ def test_evaluate_prints_the_per_seed_table_and_writes_json(agent_run, capsys):
     out = capsys.readouterr().out
     assert "median over seeds" in out
     result = read_json(run.observers[0].dir, "evaluation.json")
-    assert result["policy_steps"] == [agent_train.selected_steps(run_dir)[-1]] * 2
+    assert result["policy_steps"] == [agent_runs.selected_steps(run_dir)[-1]] * 2
     assert f"P1: {run_dir} at step {result['policy_steps'][0]} (selected)" in out
     returns = np.array(result["returns"])
     assert returns.shape == (2, 2, 2)                          # seeds, policies, episodes
@@ -361,7 +365,7 @@ def test_sigterm_saves_the_agent_and_stops(tmp_path, tiny_transporter_run, monke
 
     monkeypatch.setattr(agent_train.agent, "epsilon_at", signalling)
     config = agent_config(tmp_path, tiny_transporter_run[1], "transporter")
-    with pytest.raises(runs.Stopped):
+    with pytest.raises(run_folders.Stopped):
         agent_train.ex.run(config_updates=config)
     run_dir = os.path.join(tmp_path, "none", "transporter", "cnn", "mspacman", "1")
     assert checkpoint_counters(run_dir) == {"env_step": 41, "updates": 0}  # the step finished

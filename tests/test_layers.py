@@ -5,8 +5,8 @@ import pytest
 import sonnet as snt
 import tensorflow as tf
 
+import common
 import layers
-import runs
 
 
 # --------------------------------------------------------------------------------------
@@ -27,7 +27,7 @@ def test_precision_context_sets_and_restores_the_compute_dtype():
 
 def test_unknown_precision_is_a_one_line_config_error():
     expected = r"^precision='fp16': expected one of float32, bf16$"
-    with pytest.raises(runs.ConfigError, match=expected), layers.precision("fp16"):
+    with pytest.raises(common.ConfigError, match=expected), layers.precision("fp16"):
         pass
 
 

@@ -70,6 +70,7 @@ def test_bad_value_is_refused_before_any_work(script, command, option, value, ac
 
 def test_every_numeric_default_passes_its_own_check():
     for script in (pkey_train, transporter_train, agent_train, preprocess, experiments):
-        defaults = script.ex.configurations[0]()
+        defaults = {key: value for scope in script.ex.configurations
+                    for key, value in scope().items()}
         common.check_options(defaults, script.OPTIONS)
         assert set(script.OPTIONS) <= set(defaults), script.__name__

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import fit
+import run_folders
 import experiments
 import pkey_train
-import runs
 import ul_loss
 import vision_modules
 
@@ -43,7 +44,7 @@ def test_training_on_sprites_lowers_losses_and_finds_the_sprites(pnet_readout, p
     size, batch, steps = 32, 16, 150
     model = vision_modules.PermaKey(3, lsp_layers=(0, 1), patch_sizes=(2, 2), image_size=size,
                                     pnet_readout=pnet_readout)
-    train_step, _ = pkey_train.loss_steps(model, tf.keras.optimizers.Adam(1e-3),
+    train_step, _ = fit.permakey_steps(model, tf.keras.optimizers.Adam(1e-3),
                                           pnet_loss=pnet_loss)
     history = [train_step(sprite_frames(batch, size, rng)[0]) for _ in range(steps)]
     for name in ("recon", "kl", "lsp", "pnet"):
@@ -104,7 +105,8 @@ def test_a_second_training_of_one_config_repeats_the_first_bit_for_bit(tiny_pkey
     config, first = tiny_pkey_run
     second = pkey_train.ex.run(config_updates=dict(config, exp_root=str(tmp_path))
                                ).observers[0].dir
-    readers = [tf.train.load_checkpoint(runs.checkpoint_path(run)) for run in (first, second)]
+    readers = [tf.train.load_checkpoint(run_folders.checkpoint_path(run))
+               for run in (first, second)]
     names = [n for n in readers[0].get_variable_to_shape_map() if n.startswith("model/")]
     assert len(names) > 20
     for name in names:

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
+import common
 import replay
-import runs
 
 SEQUENCE_LENGTH = 12
 
@@ -86,9 +86,9 @@ def test_same_seed_same_windows():
 
 
 def test_bad_input_is_rejected():
-    with pytest.raises(runs.ConfigError, match="capacity"):
+    with pytest.raises(common.ConfigError, match="capacity"):
         replay.EpisodeReplay(capacity=0, sequence_length=SEQUENCE_LENGTH)
-    with pytest.raises(runs.ConfigError, match="sequence_length"):
+    with pytest.raises(common.ConfigError, match="sequence_length"):
         replay.EpisodeReplay(capacity=5, sequence_length=2.5)
     buffer = replay.EpisodeReplay(capacity=5, sequence_length=SEQUENCE_LENGTH)
     with pytest.raises(ValueError, match="no complete episode"):
@@ -137,7 +137,7 @@ def test_replay_load_refuses_other_windows_and_save_is_all_or_nothing(tmp_path, 
     fill(buffer, [5, 6])
     buffer.save(path, step=10)
     other = replay.EpisodeReplay(capacity=4, sequence_length=SEQUENCE_LENGTH + 1)
-    with pytest.raises(runs.ConfigError, match="holds windows of 12 steps, not 13"):
+    with pytest.raises(common.ConfigError, match="holds windows of 12 steps, not 13"):
         other.load(path)
     saves = []
 
@@ -163,11 +163,11 @@ def test_damaged_replay_is_one_error_and_leaves_the_buffer_as_it_was(tmp_path):
     path.write_bytes(whole[:len(whole) // 2])            # cut short (an interrupted copy)
     held = replay.EpisodeReplay(capacity=4, sequence_length=SEQUENCE_LENGTH)
     fill(held, [2, 3])
-    with pytest.raises(runs.ConfigError, match=r"replay .*replay.npy.gz cannot be read \(.*"
+    with pytest.raises(common.ConfigError, match=r"replay .*replay.npy.gz cannot be read \(.*"
                                                r"delete it to resume"):
         held.load(str(path))
     assert (held.num_episodes, held.num_steps) == (2, 5)
     for damaged in (whole[:len(whole) // 2], b"not a gzip file"):
         path.write_bytes(damaged)
-        with pytest.raises(runs.ConfigError, match="cannot be read"):
+        with pytest.raises(common.ConfigError, match="cannot be read"):
             replay.saved_step(str(path))

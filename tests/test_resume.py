@@ -10,9 +10,9 @@ import time
 
 import pytest
 
+import common
 import conftest
 import pkey_train
-import runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 3 epochs of 2 steps, no keypoint probe; the interrupted runs save after every step
@@ -73,7 +73,7 @@ def test_disk_layout_after_three_epochs(reference):
     assert len([f for f in os.listdir(os.path.join(run_dir, "ckpt_best"))
                 if f.endswith(".index")]) == 1
     # epoch checkpoints hold weights only: a third of the resumable one (Adam keeps two slots)
-    size = {name: runs.folder_size(os.path.join(run_dir, name))
+    size = {name: common.folder_size(os.path.join(run_dir, name))
             for name in ("ckpt_last", "ckpt_best")}
     assert size["ckpt_last"] > 2.5 * size["ckpt_best"]
 

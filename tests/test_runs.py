@@ -15,8 +15,11 @@ import tensorflow as tf
 from sacred.metrics_logger import MetricsLogger
 from sacred.observers import FileStorageObserver
 
-import runs
-from runs import ConfigError
+import common
+import fit
+import hardware
+import run_folders
+from common import ConfigError
 
 
 class FakeRun:
@@ -49,7 +52,7 @@ def counting_fit(run_dir, valid_losses, epochs, max_patience=10, nan_at=None, **
             "valid": tf.data.Dataset.range(1)}
     model = tf.Module()
     model.weight = weight
-    state = runs.fit(train_step, eval_step, data, model, None, str(run_dir), FakeRun(), epochs,
+    state = fit.fit(train_step, eval_step, data, model, None, str(run_dir), FakeRun(), epochs,
                      max_patience, select=("loss",), **fit_args)
     return state, weight
 
@@ -58,15 +61,16 @@ def test_fit_keeps_best_checkpoint_and_stops_early(tmp_path):
     state, weight = counting_fit(tmp_path, [5.0, 3.0, 4.0, 4.0, 4.0, 1.0], epochs=6, max_patience=3)
     assert int(state["epoch"]) == 5  # epochs 3, 4, 5 did not improve on epoch 2
     assert float(state["best"]) == 3.0
-    assert runs.checkpoint_path(str(tmp_path), "best").endswith("ckpt-2")
-    assert runs.checkpoint_path(str(tmp_path), "last").endswith("ckpt-10")  # numbered by step
+    assert run_folders.checkpoint_path(str(tmp_path), "best").endswith("ckpt-2")
+    # numbered by step
+    assert run_folders.checkpoint_path(str(tmp_path), "last").endswith("ckpt-10")
     # ckpt_epochs keeps the epochs that improved (1, 2), weights only
     assert sorted(os.listdir(tmp_path / "ckpt_epochs")) == [
         f"ckpt-{e}.{ext}" for e in (1, 2) for ext in ("data-00000-of-00001", "index")]
     with pytest.raises(ConfigError, match="has no 4 checkpoint"):
-        runs.checkpoint_path(str(tmp_path), 4)
+        run_folders.checkpoint_path(str(tmp_path), 4)
     variables = [name for name, _ in
-                 tf.train.list_variables(runs.checkpoint_path(str(tmp_path), 2))]
+                 tf.train.list_variables(run_folders.checkpoint_path(str(tmp_path), 2))]
     assert any("weight" in name for name in variables) and not any("step" in v for v in variables)
 
 
@@ -75,9 +79,9 @@ def test_keep_epochs_adds_the_last_epochs_and_minus_one_keeps_all(tmp_path):
     assert sorted(f for f in os.listdir(tmp_path / "a" / "ckpt_epochs")
                   if f.endswith(".index")) == [
         "ckpt-1.index", "ckpt-2.index", "ckpt-4.index", "ckpt-5.index"]
-    assert runs.epochs_to_keep([1, 2], 5, -1) == {1, 2, 3, 4, 5}
-    assert runs.epochs_to_keep([1, 3], 6, 0) == {1, 3}
-    assert runs.epochs_to_keep([], 3, 10) == {1, 2, 3}
+    assert fit.epochs_to_keep([1, 2], 5, -1) == {1, 2, 3, 4, 5}
+    assert fit.epochs_to_keep([1, 3], 6, 0) == {1, 3}
+    assert fit.epochs_to_keep([], 3, 10) == {1, 2, 3}
 
 
 def test_fit_resumes_from_last_checkpoint(tmp_path):
@@ -108,7 +112,7 @@ def batch_fit(run_dir, seen, epochs=2, crash_at=None, signal_at=None, save_every
 
     data = {"train": lambda epoch, start=0: tf.data.Dataset.range(start, 4),
             "valid": tf.data.Dataset.range(1)}
-    return runs.fit(train_step, lambda batch: {"loss": 1.0}, data, model, None, str(run_dir),
+    return fit.fit(train_step, lambda batch: {"loss": 1.0}, data, model, None, str(run_dir),
                     FakeRun(), epochs, 10, select=("loss",), save_every_mins=save_every_mins), model
 
 
@@ -125,7 +129,7 @@ def test_timed_saves_let_a_crashed_run_resume_within_its_epoch(tmp_path, capsys)
 
 class SacredRun(FakeRun):
     """FakeRun that keeps its scalars as Sacred does, until a heartbeat (here: never, or
-    runs.flush_metrics) hands them to a file observer writing <run_dir>/metrics.json."""
+    run_folders.flush_metrics) hands them to a file observer writing <run_dir>/metrics.json."""
 
     def __init__(self, run_dir):
         super().__init__()
@@ -148,7 +152,7 @@ def test_a_checkpoint_is_never_ahead_of_the_metrics_on_disk(tmp_path):
             return {"loss": 1.0}
         data = {"train": lambda epoch, start=0: tf.data.Dataset.range(start, 4),
                 "valid": tf.data.Dataset.range(1)}
-        return runs.fit(train_step, lambda batch: {"loss": 1.0}, data, model, None,
+        return fit.fit(train_step, lambda batch: {"loss": 1.0}, data, model, None,
                         str(tmp_path), SacredRun(tmp_path), 2, 10, select=("loss",),
                         save_every_mins=60)
 
@@ -156,9 +160,9 @@ def test_a_checkpoint_is_never_ahead_of_the_metrics_on_disk(tmp_path):
     model.weight = tf.Variable(0.0)
     with pytest.raises(Crash):
         fit(crash_at=5)
-    assert runs.read_json(tmp_path / "metrics.json")["valid.loss"]["steps"] == [4]
+    assert common.read_json(tmp_path / "metrics.json")["valid.loss"]["steps"] == [4]
     fit()
-    assert runs.read_json(tmp_path / "metrics.json")["valid.loss"]["steps"] == [4, 8]
+    assert common.read_json(tmp_path / "metrics.json")["valid.loss"]["steps"] == [4, 8]
 
 
 def test_a_resumed_run_drops_the_metrics_logged_after_its_checkpoint(tmp_path):
@@ -167,15 +171,15 @@ def test_a_resumed_run_drops_the_metrics_logged_after_its_checkpoint(tmp_path):
     def entry(*logged):
         return {"steps": [s for s, _ in logged], "values": [float(s) for s, _ in logged],
                 "timestamps": [f"2026-12-05T12:00:{t:02d}.000000" for _, t in logged]}
-    runs.write_json(tmp_path / "metrics.json", {"train.loss": entry((2, 1), (4, 4), (6, 9)),
+    common.write_json(tmp_path / "metrics.json", {"train.loss": entry((2, 1), (4, 4), (6, 9)),
                                                 "valid.loss": entry((2, 2), (4, 7), (6, 10))})
     saved_at = datetime.datetime(2026, 12, 5, 12, 0, 5, tzinfo=datetime.timezone.utc).timestamp()
-    runs.drop_metrics_after(str(tmp_path), 4, saved_at)
-    metrics = runs.read_json(tmp_path / "metrics.json")
+    run_folders.drop_metrics_after(str(tmp_path), 4, saved_at)
+    metrics = common.read_json(tmp_path / "metrics.json")
     assert metrics["train.loss"]["steps"] == [2, 4] and metrics["valid.loss"]["steps"] == [2]
     assert metrics["valid.loss"]["timestamps"] == ["2026-12-05T12:00:02.000000"]
-    runs.drop_metrics_after(str(tmp_path), 2)  # without a save time: by step only
-    assert runs.read_json(tmp_path / "metrics.json")["train.loss"]["steps"] == [2]
+    run_folders.drop_metrics_after(str(tmp_path), 2)  # without a save time: by step only
+    assert common.read_json(tmp_path / "metrics.json")["train.loss"]["steps"] == [2]
 
 
 def test_without_timed_saves_a_crash_loses_the_epoch(tmp_path):
@@ -189,7 +193,7 @@ def test_without_timed_saves_a_crash_loses_the_epoch(tmp_path):
 def test_time_budget_ends_the_epoch_early_and_counts_across_resumes(tmp_path, monkeypatch,
                                                                       capsys):
     clock = {"now": 1000.0}
-    monkeypatch.setattr(runs, "time", types.SimpleNamespace(time=lambda: clock["now"]))
+    monkeypatch.setattr(fit, "time", types.SimpleNamespace(time=lambda: clock["now"]))
     model = tf.Module()
     model.weight = tf.Variable(0.0)
 
@@ -201,13 +205,13 @@ def test_time_budget_ends_the_epoch_early_and_counts_across_resumes(tmp_path, mo
     def budget_fit(max_minutes):
         data = {"train": lambda epoch, start=0: tf.data.Dataset.range(start, 4),
                 "valid": tf.data.Dataset.range(1)}
-        return runs.fit(train_step, lambda batch: {"loss": float(model.weight.numpy())}, data,
+        return fit.fit(train_step, lambda batch: {"loss": float(model.weight.numpy())}, data,
                         model, None, str(tmp_path), FakeRun(), 5, 10, select=("loss",),
                         max_minutes=max_minutes)
 
     state = budget_fit(1.5)  # 3 of epoch 1's 4 steps, then the epoch ends early
     assert int(state["step"]) == 3 and int(state["epoch"]) == 1 and int(state["batch"]) == 0
-    assert runs.checkpoint_path(str(tmp_path), "best").endswith("ckpt-1")
+    assert run_folders.checkpoint_path(str(tmp_path), "best").endswith("ckpt-1")
     assert "max_minutes=1.5 spent at epoch 1 (step 3)" in capsys.readouterr().out
     clock["now"] += 3600.0  # time between the two processes does not count
     state = budget_fit(4.0)  # 1.5 minutes were spent: 5 more steps (epoch 2, epoch 3 begun)
@@ -234,7 +238,7 @@ def adam_fit(run_dir, crash_in_validation):
 
     data = {"train": lambda epoch, start=0: tf.data.Dataset.range(start, 2),
             "valid": tf.data.Dataset.range(1)}
-    runs.fit(train_step, eval_step, data, model, optimizer, str(run_dir), FakeRun(), 1, 10,
+    fit.fit(train_step, eval_step, data, model, optimizer, str(run_dir), FakeRun(), 1, 10,
              select=("loss",), save_every_mins=0)
     return optimizer
 
@@ -244,9 +248,9 @@ def test_resuming_at_an_epoch_end_keeps_the_optimizer_state(tmp_path):
     # step before its epoch-end save, which must still hold Adam's moments.
     with pytest.raises(Crash):
         adam_fit(tmp_path, crash_in_validation=True)
-    saved = dict(tf.train.list_variables(runs.checkpoint_path(str(tmp_path), "last")))
+    saved = dict(tf.train.list_variables(run_folders.checkpoint_path(str(tmp_path), "last")))
     optimizer = adam_fit(tmp_path, crash_in_validation=False)
-    resaved = tf.train.load_checkpoint(runs.checkpoint_path(str(tmp_path), "last"))
+    resaved = tf.train.load_checkpoint(run_folders.checkpoint_path(str(tmp_path), "last"))
     slots = [name for name in saved if name.startswith("optimizer/_variables/")]
     assert len(slots) == 2  # the weight's two moments
     for name in slots:
@@ -256,7 +260,7 @@ def test_resuming_at_an_epoch_end_keeps_the_optimizer_state(tmp_path):
 
 def test_sigterm_finishes_the_step_saves_and_prints_how_to_resume(tmp_path, capsys):
     seen = []
-    with pytest.raises(runs.Stopped):
+    with pytest.raises(run_folders.Stopped):
         batch_fit(tmp_path, seen, signal_at=6, save_every_mins=60)
     out = capsys.readouterr().out
     assert seen == [0, 1, 2, 3, 0, 1]  # step 6 ran to its end
@@ -270,37 +274,38 @@ def test_sigterm_finishes_the_step_saves_and_prints_how_to_resume(tmp_path, caps
 def test_non_finite_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
     with pytest.raises(ConfigError, match=r"non-finite loss at step 3: loss=nan"):
         counting_fit(tmp_path, [5.0, 4.0], epochs=2, nan_at=3)
-    assert runs.checkpoint_path(str(tmp_path), "last").endswith("ckpt-2")  # the end of epoch 1
+    # the end of epoch 1
+    assert run_folders.checkpoint_path(str(tmp_path), "last").endswith("ckpt-2")
 
 
 def test_missing_checkpoint_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="has no 'best' checkpoint"):
-        runs.checkpoint_path(str(tmp_path), "best")
+        run_folders.checkpoint_path(str(tmp_path), "best")
     with pytest.raises(ConfigError, match="has no 7 checkpoint"):
-        runs.checkpoint_path(str(tmp_path), 7)
+        run_folders.checkpoint_path(str(tmp_path), 7)
 
 
 def test_model_spec_mismatch_names_key_and_values(tmp_path):
-    runs.write_model_spec(str(tmp_path), {"kind": "permakey", "num_keypoints": 7,
+    run_folders.write_model_spec(str(tmp_path), {"kind": "permakey", "num_keypoints": 7,
                                           "lsp_layers": [0, 1]})
     # tuples == lists
-    runs.check_model_spec(str(tmp_path), {"kind": "permakey", "lsp_layers": (0, 1)})
+    run_folders.check_model_spec(str(tmp_path), {"kind": "permakey", "lsp_layers": (0, 1)})
     with pytest.raises(ConfigError,
                        match="trained with kind='permakey', requested kind='transporter'"):
-        runs.check_model_spec(str(tmp_path), {"kind": "transporter"})
+        run_folders.check_model_spec(str(tmp_path), {"kind": "transporter"})
     with pytest.raises(ConfigError, match="does not exist"):
-        runs.check_model_spec(os.path.join(str(tmp_path), "nope"), {})
+        run_folders.check_model_spec(os.path.join(str(tmp_path), "nope"), {})
     with pytest.raises(ConfigError, match="has no model.json"):
-        runs.check_model_spec(str(tmp_path.parent), {})
+        run_folders.check_model_spec(str(tmp_path.parent), {})
 
 
 def test_write_json_is_written_whole_or_not_at_all(tmp_path):
     path = str(tmp_path / "m.json")
-    runs.write_json(path, {"precision": np.float32(0.5), "recall": 0.25})
+    common.write_json(path, {"precision": np.float32(0.5), "recall": 0.25})
     with open(path) as f:
         assert json.load(f) == {"precision": 0.5, "recall": 0.25}
     with pytest.raises(TypeError):
-        runs.write_json(path, {"precision": object()})
+        common.write_json(path, {"precision": object()})
     with open(path) as f:
         assert json.load(f)["recall"] == 0.25  # the earlier file is intact
     assert os.listdir(tmp_path) == ["m.json"]
@@ -315,37 +320,42 @@ def test_write_json_is_written_whole_or_not_at_all(tmp_path):
     ({"amx_bf16"}, [(8, 6), (7, 0)], "float32"),
 ])
 def test_auto_precision_follows_the_hardware(flags, gpus, chosen, capsys):
-    assert runs.resolve_precision("auto", flags=flags, gpus=gpus) == chosen
+    assert hardware.resolve_precision("auto", flags=flags, gpus=gpus) == chosen
     assert capsys.readouterr().out.startswith(f"precision auto: {chosen} (")
 
 
 @pytest.mark.parametrize("precision", ["float32", "bf16"])
 def test_explicit_precision_wins(precision, capsys):
-    assert runs.resolve_precision(precision, flags={"amx_bf16"}, gpus=[]) == precision
-    assert runs.resolve_precision(precision, flags={"avx2"}, gpus=[]) == precision
+    assert hardware.resolve_precision(precision, flags={"amx_bf16"}, gpus=[]) == precision
+    assert hardware.resolve_precision(precision, flags={"avx2"}, gpus=[]) == precision
     assert capsys.readouterr().out == ""
 
 
 def test_unknown_precision_names_the_accepted_ones():
     with pytest.raises(ConfigError,
                        match=r"^precision='fp16': expected one of auto, float32, bf16$"):
-        runs.resolve_precision("fp16", flags=set(), gpus=[])
+        hardware.resolve_precision("fp16", flags=set(), gpus=[])
 
 
 def test_cpu_flags_from_cpuinfo(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 amx_bf16\n\n"
                        "processor\t: 1\nflags\t\t: fpu avx2 amx_bf16\n")
-    assert runs.cpu_flags(str(cpuinfo)) == {"fpu", "avx2", "amx_bf16"}
-    assert runs.cpu_flags(str(tmp_path / "missing")) == set()
+    assert hardware.cpu_flags(str(cpuinfo)) == {"fpu", "avx2", "amx_bf16"}
+    assert hardware.cpu_flags(str(tmp_path / "missing")) == set()
 
 
 def test_a_game_added_to_the_table_is_a_named_config_of_every_script():
-    # A fresh interpreter adds a game to preprocess.GAMES before the scripts are imported,
+    # A fresh interpreter adds a game to games.GAMES before the scripts are imported,
     # as an edit of the table would; the three scripts must all offer it.
     program = """
 import json, preprocess
-preprocess.GAMES["pong"] = preprocess.Game("Pong", 3, replay_capacity=200, aliases=("ping",))
+games.GAMES["pong"] = games.Game("Pong", 3, replay_capacity=200, aliases=("ping",))
+import common
+import fit
+import games
+import hardware
+import run_folders
 import pkey_train, transporter_train, agent_train
 configs = {}
 for script in (pkey_train, transporter_train, agent_train):
@@ -390,7 +400,7 @@ def test_train_step_is_traced_once_and_its_variables_are_made_without_training_s
                                       if not v.trainable and v is not model.noise.state)
         return permakey_losses(model, images, training)
 
-    step, _ = runs.compiled_steps(model, tf.keras.optimizers.Adam(1e-3), loss_fn)
+    step, _ = fit.compiled_steps(model, tf.keras.optimizers.Adam(1e-3), loss_fn)
     images = tf.random.stateless_uniform([4, 32, 32, 3], seed=[1, 2])
     first, second = (float(step(images)["total"]) for _ in range(2))
     assert step.compiled.experimental_get_tracing_count() == 1

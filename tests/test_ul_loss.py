@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import common
 import layers
 import ul_loss
 import vision_modules
@@ -236,7 +237,6 @@ def test_transporter_bf16_loss_and_gradients_are_close_to_float32():
 
 def test_training_scripts_compile_bf16_steps_with_float32_losses():
     import pkey_train
-    import runs
     import transporter_train
     images = _images(4, 16)
     permakey = vision_modules.PermaKey(3, image_size=16)
@@ -247,5 +247,5 @@ def test_training_scripts_compile_bf16_steps_with_float32_losses():
         for losses in (train_step(batch), eval_step(batch)):
             assert all(v.dtype == tf.float32 and np.isfinite(v) for v in losses.values())
         assert all(v.dtype in (tf.float32, tf.int64) for v in model.variables)
-        with pytest.raises(runs.ConfigError, match="precision='fp16'"):
+        with pytest.raises(common.ConfigError, match="precision='fp16'"):
             script.loss_steps(model, None, "fp16")

@@ -4,8 +4,8 @@ import pytest
 import sonnet as snt
 import tensorflow as tf
 
+import common
 import layers
-import runs
 import vision_modules
 
 
@@ -125,7 +125,7 @@ def test_centring_over_frames_removes_what_every_frame_shows():
 
 
 def test_keypointer_rejects_an_unknown_readout():
-    with pytest.raises(runs.ConfigError, match="pnet_readout='grid': expected one of axis, "
+    with pytest.raises(common.ConfigError, match="pnet_readout='grid': expected one of axis, "
                                                "scaled_axis, sequential, sequential_strict"):
         vision_modules.PermaKey(3, pnet_readout="grid")
 
@@ -280,8 +280,7 @@ def test_permakey_variable_groups_partition_the_trainable_variables():
     (dict(num_keypoints=3, image_size=30), "image_size=30"),
 ])
 def test_permakey_bad_config_raises_one_line_config_error(kwargs, match):
-    import runs
-    with pytest.raises(runs.ConfigError, match=match) as error:
+    with pytest.raises(common.ConfigError, match=match) as error:
         vision_modules.PermaKey(**kwargs)
     assert "\n" not in str(error.value)
 
@@ -503,6 +502,5 @@ def test_models_keep_static_shapes_inside_tf_function():
     (dict(num_keypoints=2, keypoint_readout="scaled_axis", readout_scale=0),
      "readout_scale=0: expected a positive number")])
 def test_transporter_bad_config_raises_config_error(kwargs, match):
-    import runs
-    with pytest.raises(runs.ConfigError, match=match):
+    with pytest.raises(common.ConfigError, match=match):
         vision_modules.Transporter(**kwargs)
