@@ -5,7 +5,7 @@ its keypoints against the RAM ground truth of the validation split every `--ever
 It isolates the PointNet: the error maps stay fixed, so any difference between objectives
 is the PointNet's. Findings and the exact runs: docs/keypoint_learning.md.
 
-    .venv/bin/python docs/pnet_lab.py --run permakey_exp/none/mspacman/7/1 --ckpt 6 \
+    .venv/bin/python tools/pnet_lab.py --run permakey_exp/none/mspacman/7/1 --ckpt 6 \
         --variants paper,paper_t10,ms,ms_t10,km,km_p2,km_p4 --steps 600
 
 The error maps of `--train_frames` training frames and of the whole validation split are
@@ -23,11 +23,11 @@ import numpy as np  # noqa: E402
 import sonnet as snt  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import datasets  # noqa: E402
 import kpt_metrics as km  # noqa: E402
-import preprocess as pp  # noqa: E402
-import runs  # noqa: E402
 import ul_loss  # noqa: E402
 import vision_modules as vm  # noqa: E402
+from keypoint_models import load_keypoint_model  # noqa: E402
 
 STD = 0.12  # the paper's heatmap width (gauss_std)
 GRID = 21   # PointNet output grid for 84 x 84 frames
@@ -145,7 +145,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", help="PermaKey run folder (needed until the cache exists)")
     p.add_argument("--ckpt", default="best", help="best | last | an epoch number")
-    p.add_argument("--data_dir", default=os.path.join(pp.DEFAULT_DATA_DIR, "quick"))
+    p.add_argument("--data_dir", default=os.path.join(datasets.DEFAULT_DATA_DIR, "quick"))
     p.add_argument("--cache", default="/tmp/pnet_lab_maps.npz")
     p.add_argument("--train_frames", type=int, default=2000)
     p.add_argument("--variants", default="paper", help=f"comma-separated: {', '.join(VARIANTS)}")
@@ -163,11 +163,12 @@ def main():
                         "level fruit)")
     a = p.parse_args()
 
-    valid, attrs = pp.read_h5(pp.split_path(a.data_dir, "mspacman", "valid"), ("frames", "ram"))
+    valid, attrs = datasets.read_h5(datasets.split_path(a.data_dir, "mspacman", "valid"),
+                                    ("frames", "ram"))
     if not os.path.exists(a.cache):
-        spec = runs.read_json(os.path.join(a.run, "model.json"))
-        model, _ = runs.load_keypoint_model(a.run, a.ckpt, spec)
-        train, _ = pp.read_h5(pp.split_path(a.data_dir, "mspacman", "train"), ("frames",))
+        model, _ = load_keypoint_model(a.run, a.ckpt, {"kind": "permakey", "env": "mspacman"})
+        train, _ = datasets.read_h5(datasets.split_path(a.data_dir, "mspacman", "train"),
+                                    ("frames",))
         picks = np.random.default_rng(0).permutation(len(train["frames"]))[:a.train_frames]
         np.savez(a.cache, train=error_maps_of(model, train["frames"][picks]),
                  valid=error_maps_of(model, valid["frames"]))
@@ -175,7 +176,8 @@ def main():
     train_maps, valid_maps = cached["train"], cached["valid"]
     num_maps = train_maps.shape[-1]
     if a.with_frames:  # the cached training maps are of these frames, in this order
-        train, _ = pp.read_h5(pp.split_path(a.data_dir, "mspacman", "train"), ("frames",))
+        train, _ = datasets.read_h5(datasets.split_path(a.data_dir, "mspacman", "train"),
+                                    ("frames",))
         picks = np.random.default_rng(0).permutation(len(train["frames"]))[:a.train_frames]
         train_maps = np.concatenate([train_maps, train["frames"][picks] / np.float16(255)], -1)
         valid_maps = np.concatenate([valid_maps, valid["frames"] / np.float16(255)], -1)
