@@ -19,12 +19,12 @@ tests/test_kpt_metrics.py) turn that RAM into object boxes. Keypoints are then s
 next to the same numbers for uniformly random keypoints (Monte Carlo and expectation).
 Across two trainings (a model trained with bars against one of the same kind and
 budget trained without), the robustness ratio of the paper's Figure 2 is the noisy
-run's precision over the clean run's (plots.figure2_table).
+run's precision over the clean run's (tables.figure2_table).
 
 Coordinates. Boxes are (y0, x0, y1, x1) in 84 x 84 frame coordinates whose pixel
 (i, j) has its centre at (i, j); a box covers the screen area of the sprite, so frame
 pixel (i, j) shows that area exactly when y0 <= i < y1 and x0 <= j < x1 (the nearest,
-half-pixel-centre resize of preprocess.resize_frame). A pixel is the unit square
+half-pixel-centre resize of atari_env.resize_frame). A pixel is the unit square
 around its centre, so a box made of whole pixels i0..i1-1 runs from i0 - 0.5 to
 i1 - 0.5. Keypoint centres (y, x) in [-1, 1] sit on the linspace(-1, 1) grid of pixel
 centres: pixel = (c + 1) / 2 * 83.
@@ -50,8 +50,9 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-import preprocess
-from preprocess import canonical_env, read_h5
+from atari_env import BAR_COLOUR, add_distractors
+from datasets import read_h5, split_path
+from games import canonical_env
 from common import ConfigError, write_json
 
 SCREEN_HEIGHT, SCREEN_WIDTH = 210, 160  # the console screen the RAM positions refer to
@@ -215,7 +216,7 @@ def battlezone_enemy(ram):
     return top, left, shown, height, width
 
 
-# Sprite boxes per game, read from the console RAM (the games of preprocess.GAMES that have one).
+# Sprite boxes per game, read from the console RAM (the games of games.GAMES that have one).
 RAM_MAPS = {
     "mspacman": (
         Sprites("player", 10, 8, at_bytes([10], [16], dx=-12, dy=1)),
@@ -299,7 +300,7 @@ def ground_truth_for_split(path_or_arrays, env, attrs=None):
     """Object boxes for every frame of a dataset: a list of FrameObjects, one per frame.
 
     `path_or_arrays`: an HDF5 split file, or per-frame arrays with a "ram" field (as
-    returned by preprocess.read_h5 or play_random; pass read_h5's attrs along).
+    returned by datasets.read_h5 or play_random; pass read_h5's attrs along).
     Raises NoGroundTruth (a one-line ConfigError) when the frames have no console RAM
     or the game has no RAM table; evaluate commands print it and carry on.
     """
@@ -487,47 +488,91 @@ def metrics_table(rows):
 
 
 # ----------------------------------------------------------------------------
-# Keypoint models on a test split
+# Keypoint models on frames with ground truth: one pipeline for the evaluation of a run
+# (measure_models, on its test split) and the probe during training (split_probe)
+
+
+@dataclass(frozen=True)
+class TruthFrames:
+    """Frames with their ground truth, as every model is measured on them: the frames
+    without and with the distractor bars of the noise type, the object boxes of each,
+    the bars' pixels and the on_distractor that uniformly random keypoints expect there
+    (None without bars)."""
+    clean: np.ndarray  # [N, 84, 84, 3] uint8
+    frames: np.ndarray  # [N, 84, 84, 3] uint8, with the bars drawn
+    boxes: list  # N arrays [M_n, 4]
+    bar_masks: np.ndarray | None  # [N, 84, 84] bool
+    expected: float | None  # mean random_on_distractor of the bars
+
+
+def truth_frames(arrays, attrs, env, picks, noise_type, rng, radius=4.0):
+    """The frames `picks` (a slice or indices) of a split's arrays (read_h5's, with "ram")
+    with their ground truth; the bars drawn with `rng` as in training. Raises
+    NoGroundTruth (see ground_truth_for_split)."""
+    objects = ground_truth_for_split(arrays, env, attrs)
+    picks = np.arange(len(objects))[picks]
+    clean = arrays["frames"][picks]
+    frames = add_distractors(clean, noise_type, rng)
+    bar_masks = (frames == BAR_COLOUR).all(-1) if noise_type != "none" else None
+    expected = None if bar_masks is None else float(random_on_distractor(bar_masks, radius).mean())
+    return TruthFrames(clean, frames, [objects[i].boxes for i in picks], bar_masks, expected)
 
 
 def model_centres(model, frames, batch_size=32):
-    """Keypoint centres [N, K, 2] of a PermaKey or Transporter model on uint8 frames
-    [N, 84, 84, 3]."""
+    """Keypoint centres [N, K, 2] of a keypoint model on uint8 frames [N, 84, 84, 3]."""
     batches = [np.asarray(model.keypoints(frames[i:i + batch_size].astype(np.float32) / 255.0)[0])
                for i in range(0, len(frames), batch_size)]
     return np.concatenate(batches)
 
 
-def measure_models(models, env, data_dir, noise_type="none", radius=4.0, num_frames=1000, seed=0):
-    """keypoint_metrics and spread of each {name: model} on the first `num_frames` test
-    frames, plus a "random" row of uniformly random keypoints (as many as the models have).
+def compiled_centres(batch_size=32):
+    """A function (model, uint8 frames) -> centres like model_centres, through one traced
+    tf.function per model: the probe's, called again and again during training."""
+    import tensorflow as tf
+    compiled = {}
 
-    With distractors, the bars are drawn as in training (seeded), on_distractor counts
-    keypoints near them, and each row also gets precision_clean (the same frames without
-    bars), attraction and robustness (distractor_ratios). Raises NoGroundTruth (see
-    ground_truth_for_split).
-    """
-    arrays, attrs = read_h5(preprocess.split_path(data_dir, env, "test"), ("frames", "ram"))
-    boxes = [frame.boxes for frame in ground_truth_for_split(arrays, env, attrs)[:num_frames]]
-    rng = np.random.default_rng(seed)
-    clean = arrays["frames"][:num_frames]
-    frames = preprocess.add_distractors(clean, noise_type, rng)
-    bar_masks = (frames == preprocess.BAR_COLOUR).all(-1) if noise_type != "none" else None
-    if bar_masks is not None:
-        expected = float(random_on_distractor(bar_masks, radius).mean())
+    def centres_of(model, frames):
+        if id(model) not in compiled:
+            compiled[id(model)] = tf.function(
+                lambda batch: model.keypoints(batch, is_training=False)[0])
+        batches = tf.data.Dataset.from_tensor_slices(frames).batch(batch_size).map(
+            lambda batch: tf.cast(batch, tf.float32) / 255.0)
+        return np.concatenate([compiled[id(model)](batch).numpy() for batch in batches])
+
+    return centres_of
+
+
+def measure_on_frames(models, truth, radius=4.0, centres_of=model_centres):
+    """keypoint_metrics and spread of each {name: model} on TruthFrames; with bars also
+    precision_clean (the same frames without them), attraction and robustness
+    (distractor_ratios). centres_of(model, uint8 frames) -> centres [N, K, 2]."""
     rows = {}
     for name, model in models.items():
-        centres = model_centres(model, frames)
-        rows[name] = keypoint_metrics(centres, boxes, radius, bar_masks)
+        centres = centres_of(model, truth.frames)
+        rows[name] = keypoint_metrics(centres, truth.boxes, radius, truth.bar_masks)
         rows[name]["spread"] = keypoint_spread(centres)
-        if bar_masks is not None:
-            clean_metrics = keypoint_metrics(model_centres(model, clean), boxes, radius)
-            rows[name].update(distractor_ratios(rows[name], clean_metrics, expected))
-    num_keypoints = rows[next(iter(rows))]["num_keypoints"] // len(frames)
-    rows["random"] = random_baseline(boxes, num_keypoints, radius, rng, bar_masks)
-    if bar_masks is not None:
+        if truth.bar_masks is not None:
+            clean_metrics = keypoint_metrics(centres_of(model, truth.clean), truth.boxes, radius)
+            rows[name].update(distractor_ratios(rows[name], clean_metrics, truth.expected))
+    return rows
+
+
+def measure_models(models, env, data_dir, noise_type="none", radius=4.0, num_frames=1000, seed=0):
+    """measure_on_frames of each {name: model} on the first `num_frames` test frames,
+    plus a "random" row of uniformly random keypoints (as many as the models have).
+
+    With distractors, the bars are drawn as in training (seeded) and on_distractor
+    counts keypoints near them. Raises NoGroundTruth (see ground_truth_for_split).
+    """
+    arrays, attrs = read_h5(split_path(data_dir, env, "test"), ("frames", "ram"))
+    rng = np.random.default_rng(seed)  # the bars, then the random keypoints
+    truth = truth_frames(arrays, attrs, env, slice(num_frames), noise_type, rng, radius)
+    rows = measure_on_frames(models, truth, radius)
+    num_keypoints = rows[next(iter(rows))]["num_keypoints"] // len(truth.frames)
+    rows["random"] = random_baseline(truth.boxes, num_keypoints, radius, rng, truth.bar_masks)
+    if truth.bar_masks is not None:
         rows["random"]["attraction"] = distractor_ratios(rows["random"], rows["random"],
-                                                         expected)["attraction"]
+                                                         truth.expected)["attraction"]
     return rows
 
 
@@ -535,53 +580,27 @@ def split_probe(env, data_dir, noise_type="none", metrics_radius=4.0, valid_metr
                 seed=0, split="valid"):
     """A function `probe(model) -> metrics` scoring a keypoint model on
     `valid_metrics_frames` frames of a split, taken at even intervals across it
-    (consecutive frames look alike), within `metrics_radius` pixels.
-
-    The metrics are keypoint_metrics (precision, recall and, with distractors, drawn
-    seeded as in training, on_distractor, precision_clean, attraction and robustness)
-    plus spread (keypoint_spread), from the model's keypoints in inference mode. The
-    frames and their boxes are read once.
+    (consecutive frames look alike), within `metrics_radius` pixels: measure_on_frames'
+    metrics without the counts, from the model's keypoints in inference mode. The frames,
+    their boxes and bars (drawn seeded as in training) are made once.
     Returns None with valid_metrics_frames=0, and after printing why when the split has
     no ground truth.
     """
-    import tensorflow as tf
     if not valid_metrics_frames:
         return None
-    arrays, attrs = read_h5(preprocess.split_path(data_dir, env, split), ("frames", "ram"))
+    arrays, attrs = read_h5(split_path(data_dir, env, split), ("frames", "ram"))
+    picks = np.unique(
+        np.linspace(0, len(arrays["frames"]) - 1, valid_metrics_frames).round().astype(int))
     try:
-        frame_objects = ground_truth_for_split(arrays, env, attrs)
+        truth = truth_frames(arrays, attrs, env, picks, noise_type, np.random.default_rng(seed),
+                             metrics_radius)
     except NoGroundTruth as e:
         print(f"keypoint metrics during training: {e}")
         return None
-    picks = np.unique(
-        np.linspace(0, len(frame_objects) - 1, valid_metrics_frames).round().astype(int))
-    boxes = [frame_objects[i].boxes for i in picks]
-    clean = arrays["frames"][picks]
-    frames = preprocess.add_distractors(clean, noise_type, np.random.default_rng(seed))
-    bar_masks = (frames == preprocess.BAR_COLOUR).all(-1) if noise_type != "none" else None
-    if bar_masks is not None:  # the same bars at every probe
-        expected = float(random_on_distractor(bar_masks, metrics_radius).mean())
-
-    def batches(uint8_frames):
-        return tf.data.Dataset.from_tensor_slices(uint8_frames).batch(32).map(
-            lambda batch: tf.cast(batch, tf.float32) / 255.0)
-
-    compiled = {}  # one traced keypoint function per model
+    centres_of = compiled_centres()
 
     def probe(model):
-        if id(model) not in compiled:
-            compiled[id(model)] = tf.function(
-                lambda batch: model.keypoints(batch, is_training=False)[0])
-        keypoints = compiled[id(model)]
-
-        def centres_of(uint8_frames):  # [N, K, 2]
-            return np.concatenate([keypoints(batch).numpy() for batch in batches(uint8_frames)])
-        centres = centres_of(frames)
-        metrics = keypoint_metrics(centres, boxes, metrics_radius, bar_masks)
-        metrics["spread"] = keypoint_spread(centres)
-        if bar_masks is not None:
-            clean_metrics = keypoint_metrics(centres_of(clean), boxes, metrics_radius)
-            metrics.update(distractor_ratios(metrics, clean_metrics, expected))
+        metrics = measure_on_frames({"model": model}, truth, metrics_radius, centres_of)["model"]
         return {k: v for k, v in metrics.items() if k not in ("num_keypoints", "num_objects")}
 
     return probe
@@ -606,3 +625,16 @@ def report_keypoint_quality(models, out_dir, env, data_dir, noise_type, metrics_
     print(f"keypoint quality on {canonical_env(env)} test frames (radius {metrics_radius} px):")
     print(metrics_table(list(rows.items())))
     return rows
+
+
+def probe_options(config):
+    """split_probe's arguments from a keypoint script's config."""
+    return {key: config[key] for key in ("env", "data_dir", "noise_type", "metrics_radius",
+                                         "valid_metrics_frames", "seed")}
+
+
+def quality_options(config):
+    """report_keypoint_quality's arguments (after the models and out_dir) from a keypoint
+    script's config."""
+    return {key: config[key] for key in ("env", "data_dir", "noise_type", "metrics_radius",
+                                         "metrics_frames", "seed")}

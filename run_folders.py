@@ -105,6 +105,23 @@ def numbered_runs(folder):
     return sorted(found, key=lambda path: int(os.path.basename(path)))
 
 
+# The levels of the run-folder trees, top down (below the experiment root), that name a
+# run's group: keypoint runs and agent runs.
+KEYPOINT_LEVELS = ("noise_type", "env", "num_keypoints")
+AGENT_LEVELS = ("noise_type", "kp_type", "kpt_encoder_type", "env")
+
+
+def latest_per_group(found, keys):
+    """The highest-id run of each group of runs that agree on `keys` (labels or config
+    values), in the order of `found`'s first run of each group."""
+    latest = {}
+    for run in found:
+        group = tuple(str(run.labels.get(key, run.config.get(key))) for key in keys)
+        if group not in latest or run.id > latest[group].id:
+            latest[group] = run
+    return list(latest.values())
+
+
 # ----------------------------------------------------------------------------
 # What a checkpoint holds
 

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import atari_env
+import datasets
 import kpt_metrics as km
-import preprocess as pp
-from runs import ConfigError
+from common import ConfigError
 
 FRAMES_PER_GAME = 600
 
@@ -104,9 +105,10 @@ def rendered():
         if game not in cache:
             with pytest.MonkeyPatch.context() as patch:
                 if game == "mspacman":
-                    make_env = pp.make_env
-                    patch.setattr(pp, "make_env", lambda *a, **k: SummonFruit(make_env(*a, **k)))
-                data = pp.play_random(game, FRAMES_PER_GAME, seed=1)
+                    make_env = datasets.make_env
+                    patch.setattr(datasets, "make_env",
+                                  lambda *a, **k: SummonFruit(make_env(*a, **k)))
+                data = datasets.play_random(game, FRAMES_PER_GAME, seed=1)
             cache[game] = data["frames"], data["ram"], km.object_boxes_batch(game, data["ram"])
         return cache[game]
 
@@ -201,9 +203,9 @@ def test_unmapped_game_names_the_covered_ones():
 
 
 def small_split(tmp_path, attrs, frames=20):
-    data = pp.play_random("mspacman", frames, seed=2)
+    data = datasets.play_random("mspacman", frames, seed=2)
     path = str(tmp_path / "test.h5")
-    pp.write_h5(path, data, attrs)
+    datasets.write_h5(path, data, attrs)
     return path, data
 
 
@@ -278,9 +280,9 @@ def test_fraction_on_distractor_bars():
 
 
 def test_distractor_masks_from_bars_drawn_on_frames():
-    frames = pp.add_distractors(np.zeros((50, 84, 84, 3), np.uint8), "both",
+    frames = atari_env.add_distractors(np.zeros((50, 84, 84, 3), np.uint8), "both",
                                 np.random.default_rng(0))
-    masks = np.all(frames == pp.BAR_COLOUR, axis=-1)
+    masks = np.all(frames == atari_env.BAR_COLOUR, axis=-1)
     centres = np.random.default_rng(1).uniform(-1, 1, (50, 40, 2))
     on_bar = km.keypoint_metrics(centres, [np.zeros((0, 4))] * 50, radius=0.0,
                                  bar_masks=masks)["on_distractor"]
@@ -407,12 +409,12 @@ class FixedKeypoints:
 def tiny_splits(tmp_path_factory):
     data_dir = str(tmp_path_factory.mktemp("data"))
     for env in ("mspacman", "enduro"):
-        pp.generate_dataset(env, data_dir, num_frames=40, num_eval_frames=30, seed=0)
+        datasets.generate_dataset(env, data_dir, num_frames=40, num_eval_frames=30, seed=0)
     return data_dir
 
 
 def test_report_scores_models_and_a_random_row(tiny_splits, tmp_path, capsys):
-    arrays, _ = pp.read_h5(pp.split_path(tiny_splits, "mspacman", "test"))
+    arrays, _ = datasets.read_h5(datasets.split_path(tiny_splits, "mspacman", "test"))
     player = km.object_boxes("mspacman", arrays["ram"][0]).boxes[0]  # on the player in frame 0
     on_player = to_centres([[(player[0] + player[2]) / 2, (player[1] + player[3]) / 2]])  # [1, 2]
     models = {"on player": FixedKeypoints(on_player), "corner": FixedKeypoints([[-1.0, -1.0]])}
@@ -428,8 +430,8 @@ def test_report_scores_models_and_a_random_row(tiny_splits, tmp_path, capsys):
     assert math.isnan(rows["corner"]["robustness"])  # precision 0 with and without bars
     assert rows["corner"]["attraction"] == pytest.approx(
         rows["corner"]["on_distractor"] / km.random_on_distractor(
-            (pp.add_distractors(arrays["frames"][:20], "vertical", np.random.default_rng(0))
-             == pp.BAR_COLOUR).all(-1)).mean())
+            (atari_env.add_distractors(arrays["frames"][:20], "vertical", np.random.default_rng(0))
+             == atari_env.BAR_COLOUR).all(-1)).mean())
     with open(tmp_path / "keypoint_metrics.json") as f:
         written = json.load(f)
     assert written["rows"]["corner"] == pytest.approx(rows["corner"], nan_ok=True)
@@ -472,7 +474,7 @@ class OracleKeypoints:
 
 
 def test_split_probe_scores_the_validation_frames(tiny_splits):
-    arrays, _ = pp.read_h5(pp.split_path(tiny_splits, "mspacman", "valid"))
+    arrays, _ = datasets.read_h5(datasets.split_path(tiny_splits, "mspacman", "valid"))
     oracle = OracleKeypoints(arrays, "mspacman", num_keypoints=3)
     probe = km.split_probe("mspacman", tiny_splits, "none", 4.0, valid_metrics_frames=10, seed=0)
     metrics = probe(oracle)
@@ -495,3 +497,39 @@ def test_split_probe_counts_bars_and_is_none_without_ground_truth(tiny_splits, c
     assert km.split_probe("enduro", tiny_splits, "none", 4.0, 10, 0) is None
     assert "no ground-truth mapping for game enduro" in capsys.readouterr().out
     assert km.split_probe("mspacman", tiny_splits, "none", 4.0, 0, 0) is None
+
+
+def test_truth_frames_pick_frames_boxes_and_bars_together(tiny_splits):
+    arrays, attrs = datasets.read_h5(datasets.split_path(tiny_splits, "mspacman", "test"))
+    objects = km.ground_truth_for_split(arrays, "mspacman", attrs)
+    picked = km.truth_frames(arrays, attrs, "mspacman", np.array([3, 7]), "none",
+                             np.random.default_rng(0))
+    np.testing.assert_array_equal(picked.frames, arrays["frames"][[3, 7]])
+    np.testing.assert_array_equal(picked.boxes[1], objects[7].boxes)
+    assert picked.bar_masks is None and picked.expected is None
+    first = km.truth_frames(arrays, attrs, "mspacman", slice(5), "both", np.random.default_rng(0))
+    bars = atari_env.add_distractors(arrays["frames"][:5], "both", np.random.default_rng(0))
+    np.testing.assert_array_equal(first.frames, bars)                 # drawn as in training
+    np.testing.assert_array_equal(first.clean, arrays["frames"][:5])
+    np.testing.assert_array_equal(first.bar_masks, (bars == atari_env.BAR_COLOUR).all(-1))
+    assert first.expected == pytest.approx(km.random_on_distractor(first.bar_masks).mean())
+    assert len(first.boxes) == 5
+
+
+@pytest.mark.parametrize("noise_type", ["none", "both"])
+def test_the_probe_measures_as_the_evaluation_does_on_the_same_frames(tiny_splits, noise_type):
+    # the probe of every frame of the test split against measure_models on them: one
+    # pipeline, the same numbers (the probe leaves out the counts)
+    arrays, _ = datasets.read_h5(datasets.split_path(tiny_splits, "mspacman", "test"))
+    models = {"middle": FixedKeypoints([[0.0, 0.0], [-0.3, 0.1]]),
+              "corner": FixedKeypoints([[-1.0, -1.0]])}
+    if noise_type == "none":  # the oracle knows the frames without bars
+        models["oracle"] = OracleKeypoints(arrays, "mspacman", num_keypoints=3)
+    count = len(arrays["frames"])
+    probe = km.split_probe("mspacman", tiny_splits, noise_type, 4.0, count, seed=3, split="test")
+    rows = km.measure_models(models, "mspacman", tiny_splits, noise_type, 4.0, count, seed=3)
+    for name, model in models.items():
+        expected = {k: v for k, v in rows[name].items()
+                    if k not in ("num_keypoints", "num_objects")}
+        assert probe(model) == pytest.approx(expected, nan_ok=True)
+    assert set(rows) == {*models, "random"}

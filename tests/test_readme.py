@@ -1,12 +1,16 @@
-"""Every command line of the README runs as written: each Sacred command's configuration
-resolves (print_config), and each make target exists and calls scripts whose
-configuration resolves. A renamed option or named config then breaks the suite, not a
-user."""
+"""Every command line of the README and of docs/usage.md runs as written: each Sacred
+command's configuration resolves (print_config), each make target exists and calls
+scripts whose configuration resolves, and each other script named exists. A renamed
+option or named config then breaks the suite, not a user. Also: every relative link of
+the README and of docs/ points to an existing file (and heading), the README stays
+short, and docs/README.md names every page of docs/."""
+import glob
 import importlib
 import os
 import re
 import shlex
 import subprocess
+import sys
 
 import pytest
 
@@ -15,9 +19,14 @@ SACRED_SCRIPTS = ("pkey_train.py", "transporter_train.py", "agent_train.py", "pr
                   "experiments.py")
 
 
-def readme_commands():
-    """The lines of the README's code blocks, with backslash continuations joined."""
-    with open(os.path.join(ROOT, "README.md")) as f:
+# The pages whose code blocks are command lines a user may paste.
+COMMAND_PAGES = ("README.md", "docs/usage.md")
+README_MAX_LINES = 250
+
+
+def page_commands(page="README.md"):
+    """The lines of a page's code blocks, with backslash continuations joined."""
+    with open(os.path.join(ROOT, page)) as f:
         blocks = re.findall(r"```\n(.*?)```", f.read(), re.S)
     commands = []
     for block in blocks:
@@ -55,7 +64,8 @@ def make_argvs(words):
     return found
 
 
-COMMANDS = readme_commands()
+COMMANDS = page_commands("README.md")
+PAGE_COMMANDS = [(page, command) for page in COMMAND_PAGES for command in page_commands(page)]
 
 
 def argvs_of(command):
@@ -73,11 +83,19 @@ def test_the_readme_has_the_commands_of_each_task():
     assert {"make demo", "make test"} <= set(COMMANDS)
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_readme_command_resolves(command, capsys):
+def test_usage_page_has_commands():
+    assert {page for page, _ in PAGE_COMMANDS} == set(COMMAND_PAGES)
+
+
+@pytest.mark.parametrize("page, command", PAGE_COMMANDS,
+                         ids=[f"{page}: {command}" for page, command in PAGE_COMMANDS])
+def test_page_command_resolves(page, command, capsys):
     argvs = argvs_of(command)
     if command.startswith(("make demo", "make figure2")):
         assert argvs, f"{command}: make -n shows no script"
+    words = shlex.split(command)
+    if words[0].endswith("python") and words[1].endswith(".py"):
+        assert os.path.isfile(os.path.join(ROOT, words[1])), f"{page}: {command}: no {words[1]}"
     for script, *updates in argvs:
         module = importlib.import_module(script[:-3])
         # print_config resolves named configs and updates as the command would, and fails
@@ -85,3 +103,74 @@ def test_readme_command_resolves(command, capsys):
         module.ex.run_commandline([script, "print_config", "with", *updates])
         printed = capsys.readouterr().out
         assert "Configuration" in printed, f"{command}: {printed[-500:]}"
+
+
+def markdown_pages():
+    """README.md and every markdown page under docs/, relative to the repository."""
+    pages = glob.glob("docs/**/*.md", root_dir=ROOT, recursive=True)
+    return ["README.md", *sorted(pages)]
+
+
+def heading_anchors(path):
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped,
+    spaces as hyphens (headings inside code blocks are not headings)."""
+    with open(path) as f:
+        text = re.sub(r"```.*?```", "", f.read(), flags=re.S)
+    anchors = set()
+    for heading in re.findall(r"^#+ +(.+?) *$", text, re.M):
+        anchors.add(re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-"))
+    return anchors
+
+
+def relative_links(page):
+    """(target, anchor) of every link and image of a page that is not a URL."""
+    with open(os.path.join(ROOT, page)) as f:
+        text = re.sub(r"```.*?```", "", f.read(), flags=re.S)
+    links = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if not re.match(r"^[a-z]+:", target):
+            path, _, anchor = target.partition("#")
+            links.append((path, anchor))
+    return links
+
+
+@pytest.mark.parametrize("page", markdown_pages())
+def test_every_relative_link_points_to_a_file(page):
+    for path, anchor in relative_links(page):
+        target = os.path.normpath(os.path.join(ROOT, os.path.dirname(page), path or
+                                               os.path.basename(page)))
+        assert os.path.exists(target), f"{page}: link to {path}: no such file"
+        if anchor and target.endswith(".md"):
+            assert anchor in heading_anchors(target), \
+                f"{page}: link to {path}#{anchor}: no such heading"
+
+
+def test_the_link_check_sees_a_broken_link(tmp_path, monkeypatch):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# A page\n\n[b](b.md), [self](#a-page), "
+                                            "[up](../README.md#two-words), [web](https://x.org)\n")
+    (tmp_path / "README.md").write_text("# Two words\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", str(tmp_path))
+    assert markdown_pages() == ["README.md", "docs/a.md"]
+    assert relative_links("docs/a.md") == [("b.md", ""), ("", "a-page"),
+                                           ("../README.md", "two-words")]
+    with pytest.raises(AssertionError, match="link to b.md: no such file"):
+        test_every_relative_link_points_to_a_file("docs/a.md")
+    (tmp_path / "docs" / "b.md").write_text("")
+    test_every_relative_link_points_to_a_file("docs/a.md")
+    (tmp_path / "README.md").write_text("# Other words\n")
+    with pytest.raises(AssertionError, match="two-words: no such heading"):
+        test_every_relative_link_points_to_a_file("docs/a.md")
+
+
+def test_the_readme_is_short():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        assert len(f.read().splitlines()) <= README_MAX_LINES
+
+
+def test_the_docs_index_names_every_page():
+    index = os.path.join(ROOT, "docs", "README.md")
+    named = {os.path.normpath(os.path.join("docs", path))
+             for path, _ in relative_links("docs/README.md")}
+    pages = set(markdown_pages()) - {"README.md", "docs/README.md"}
+    assert pages - named == set(), f"{index} does not name these pages: add one line each"

@@ -1,7 +1,6 @@
-"""Figures and tables of plots.py on hand-made numbers and folder trees, and viz.ipynb run
+"""The pictures of figures.py on hand-made numbers and folder trees, and viz.ipynb run
 headless (nbclient) on tiny artifacts: the tiny trained runs of conftest, a compare_kpts
 output, untrained PermaKey runs for the ablations, and a hand-made rl_exp."""
-import json
 import os
 import shutil
 
@@ -9,13 +8,14 @@ import matplotlib.pyplot as plt
 import nbformat
 import numpy as np
 import pytest
-import tensorflow as tf
 from ipykernel.kernelspec import write_kernel_spec
 from nbclient import NotebookClient
 
-import pkey_train
-import plots
-import runs
+import artifacts
+import run_folders
+import figures
+from common import read_json, write_json
+from test_artifacts import make_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,103 +26,51 @@ def close_figures():
     plt.close("all")
 
 
-def write_json(path, data):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(data, f)
-
-
-def make_run(root, *parts, files=None):
-    """A run folder root/parts.../ holding the given {relative path: JSON or text} files."""
-    path = os.path.join(root, *map(str, parts))
-    os.makedirs(path, exist_ok=True)
-    for name, content in (files or {}).items():
-        if isinstance(content, str):
-            os.makedirs(os.path.dirname(os.path.join(path, name)), exist_ok=True)
-            with open(os.path.join(path, name), "w") as f:
-                f.write(content)
-        else:
-            write_json(os.path.join(path, name), content)
-    return path
-
-
 # ---------------------------------------------------------------- keypoints on frames
 
 
 def test_keypoint_colours_are_fixed_per_index():
-    colours = plots.keypoint_colours(25)
-    np.testing.assert_array_equal(colours[:20], plots.KEYPOINT_COLOURS)
-    np.testing.assert_array_equal(colours[20:], plots.KEYPOINT_COLOURS[:5])
+    colours = figures.keypoint_colours(25)
+    np.testing.assert_array_equal(colours[:20], figures.KEYPOINT_COLOURS)
+    np.testing.assert_array_equal(colours[20:], figures.KEYPOINT_COLOURS[:5])
     drawn = []
     for seed in (0, 1):  # other frames, other positions, fewer keypoints: same colour per index
         rng = np.random.default_rng(seed)
         _, ax = plt.subplots()
-        plots.show_keypoints(ax, rng.uniform(size=(84, 84, 3)),
-                             rng.uniform(-1, 1, size=(7 - 3 * seed, 2)))
+        figures.show_keypoints(ax, rng.uniform(size=(84, 84, 3)),
+                               rng.uniform(-1, 1, size=(7 - 3 * seed, 2)))
         drawn.append(ax.collections[0].get_facecolors()[:, :3])
     np.testing.assert_allclose(drawn[1], drawn[0][:4])
     assert len(np.unique(drawn[0], axis=0)) == 7
 
 
-def test_keypoint_grid_puts_each_row_of_keypoints_on_the_frames():
+def test_keypoint_grid_puts_each_row_of_keypoints_on_the_frames(tmp_path):
     frames = np.zeros((3, 84, 84, 3))
     centres = np.array([[[-1.0, 1.0]], [[0.0, 0.0]], [[1.0, -1.0]]])  # one keypoint per frame
-    fig = plots.keypoint_grid(frames, [("A", centres), ("B", -centres)],
-                              [("map", np.zeros((3, 84, 84)))], column_titles=["a", "b", "c"])
+    fig = figures.keypoint_grid(frames, [("A", centres), ("B", -centres)],
+                                [("map", np.zeros((3, 84, 84)))], column_titles=["a", "b", "c"])
     axes = np.array(fig.axes).reshape(4, 3)
     assert [ax.get_ylabel() for ax in axes[:, 0]] == ["frame", "A", "B", "map"]
     assert [ax.get_title() for ax in axes[0]] == ["a", "b", "c"]
     np.testing.assert_allclose(axes[1, 0].collections[0].get_offsets(), [[83.0, 0.0]])  # (x, y)
     np.testing.assert_allclose(axes[2, 2].collections[0].get_offsets(), [[83.0, 0.0]])
+    figures.save_figure(fig, str(tmp_path / "grid.png"))
+    assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"
+    assert os.listdir(tmp_path) == ["grid.png"]  # no temporary file left
+
+
+def test_error_map_rows_name_each_lsp_layer():
+    maps = np.arange(2 * 4 * 4 * 2).reshape(2, 4, 4, 2)
+    rows = figures.error_map_rows(maps, [0, 2])
+    assert [label for label, _ in rows] == ["error layer 0", "error layer 2"]
+    np.testing.assert_array_equal(rows[1][1], maps[..., 1])
 
 
 def test_episode_indices_are_consecutive_frames_of_the_first_long_enough_episode():
     episode = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1, 2])
-    np.testing.assert_array_equal(plots.episode_indices(episode, 4), [4, 5, 6, 7])  # its middle
-    np.testing.assert_array_equal(plots.episode_indices(episode, 3), [0, 1, 2])
-    assert plots.episode_indices(episode, 7) is None
-
-
-# ---------------------------------------------------------------- finding runs
-
-
-def test_find_runs_finds_numbered_run_folders_with_the_marker(tmp_path):
-    best = {"ckpt_best/checkpoint": "x"}
-    for parts in [("none", "mspacman", 10, 1), ("none", "mspacman", 7, 2),
-                  ("none", "mspacman", 7, 1), ("both", "seaquest", 10, 3)]:
-        make_run(tmp_path, *parts, files=best)
-    make_run(tmp_path, "none", "mspacman", 7, 3)                          # no checkpoint yet
-    make_run(tmp_path, "none", "mspacman", 7, "_sources", files=best)     # Sacred's, not a run
-    make_run(tmp_path, "none", "mspacman", files=best)                    # too shallow
-    found = plots.find_runs(str(tmp_path), plots.KEYPOINT_LEVELS,
-                            os.path.join("ckpt_best", "checkpoint"))
-    assert [run.name for run in found] == ["both/seaquest/10/3", "none/mspacman/7/1",
-                                           "none/mspacman/7/2", "none/mspacman/10/1"]
-    assert found[1].labels == {"noise_type": "none", "env": "mspacman", "num_keypoints": "7"}
-    assert found[1].path == str(tmp_path / "none" / "mspacman" / "7" / "1")
-    latest = plots.latest_per_group(found, plots.KEYPOINT_LEVELS)
-    assert [run.name for run in latest] == ["both/seaquest/10/3", "none/mspacman/7/2",
-                                            "none/mspacman/10/1"]
-    assert plots.find_runs(str(tmp_path / "missing"), plots.KEYPOINT_LEVELS, "config.json") == []
-
-
-def test_find_artifacts_tells_agent_runs_from_their_evaluations(tmp_path):
-    rl = tmp_path / "rl_exp"
-    make_run(rl, "none", "permakey", "cnn", "mspacman", 1, files={"evaluations.json": []})
-    make_run(rl, "none", "permakey", "cnn", "mspacman", "evaluate", 1,
-             files={"evaluation.json": {}})
-    found = plots.find_artifacts(*(str(tmp_path / name) for name in
-                                   ("permakey_exp", "transporter_exp", "compare_kpts", "rl_exp",
-                                    "data")))
-    assert [run.name for run in found.agents] == ["none/permakey/cnn/mspacman/1"]
-    [evaluated] = found.agent_evaluations
-    assert evaluated.name == "none/permakey/cnn/mspacman/evaluate/1"
-    assert evaluated.labels["env"] == "mspacman" and evaluated.id == 1
-    lines = plots.describe_artifacts(found).splitlines()
-    assert lines[0] == (f"no PermaKey runs under {tmp_path}/permakey_exp/ — make one with "
-                        f"`python pkey_train.py with quick`")
-    assert lines[3] == f"1 RL agent runs under {tmp_path}/rl_exp/: none/permakey/cnn/mspacman/1"
-    assert lines[-1].startswith(f"no test split under {tmp_path}/data/")
+    np.testing.assert_array_equal(figures.episode_indices(episode, 4), [4, 5, 6, 7])  # its middle
+    np.testing.assert_array_equal(figures.episode_indices(episode, 3), [0, 1, 2])
+    assert figures.episode_indices(episode, 7) is None
 
 
 def test_ablation_groups_hold_runs_that_differ_in_one_value(tmp_path):
@@ -131,11 +79,11 @@ def test_ablation_groups_hold_runs_that_differ_in_one_value(tmp_path):
                                           (4, 7, [0], "both")]:
         make_run(tmp_path, noise_type, "mspacman", k, run_id, files={"config.json": {
             "num_keypoints": k, "lsp_layers": layers, "noise_type": noise_type, "env": "mspacman"}})
-    found = plots.find_runs(str(tmp_path), plots.KEYPOINT_LEVELS, "config.json")
-    by_k = plots.ablation_groups(found, "num_keypoints")
+    found = artifacts.find_runs(str(tmp_path), run_folders.KEYPOINT_LEVELS, "config.json")
+    by_k = figures.ablation_groups(found, "num_keypoints")
     assert ([[(run.labels["num_keypoints"], run.id) for run in group] for group in by_k]
             == [[("7", 2), ("10", 1)]])
-    by_layers = plots.ablation_groups(found, "lsp_layers")
+    by_layers = figures.ablation_groups(found, "lsp_layers")
     assert [[run.config["lsp_layers"] for run in group] for group in by_layers] == [[[0, 1], [1]]]
     assert [run.id for run in by_layers[0]] == [2, 3]
 
@@ -151,8 +99,8 @@ def test_training_curves_carry_the_logged_values(tmp_path):
     make_run(tmp_path, "none", "mspacman", 7, 1, files={"metrics.json": metrics})
     make_run(tmp_path, "none", "mspacman", 7, 2, files={"metrics.json": {
         "train.lsp": {"steps": [10], "values": [5.0]}}})
-    found = plots.find_runs(str(tmp_path), plots.KEYPOINT_LEVELS, "metrics.json")
-    [fig] = plots.training_curves(found, "PermaKey")
+    found = artifacts.find_runs(str(tmp_path), run_folders.KEYPOINT_LEVELS, "metrics.json")
+    [fig] = figures.training_curves(found, "PermaKey")
     lsp, pnet = fig.axes
     assert (lsp.get_title(), pnet.get_title()) == ("lsp", "pnet")
     lines = {line.get_label(): line for line in lsp.lines}
@@ -164,7 +112,7 @@ def test_training_curves_carry_the_logged_values(tmp_path):
     assert (lines["none/mspacman/7/1 train"].get_color()
             != lines["none/mspacman/7/2 train"].get_color())
     np.testing.assert_array_equal(pnet.lines[0].get_ydata(), [0.5, 0.4, 0.3])
-    assert plots.training_curves([], "Transporter") == []
+    assert figures.training_curves([], "Transporter") == []
 
 
 def test_agent_curves_carry_the_evaluation_means_coloured_by_agent_kind(tmp_path):
@@ -177,8 +125,8 @@ def test_agent_curves_carry_the_evaluation_means_coloured_by_agent_kind(tmp_path
     agent("permakey", "cnn", "mspacman", 1, [10.0, 30.0])
     agent("transporter", "gnn", "mspacman", 1, [5.0])
     agent("permakey", "cnn", "seaquest", 2, [7.0, 8.0, 9.0])
-    [fig] = plots.agent_curves(plots.find_runs(str(tmp_path), plots.AGENT_LEVELS,
-                                               "evaluations.json"))
+    [fig] = figures.agent_curves(artifacts.find_runs(str(tmp_path), run_folders.AGENT_LEVELS,
+                                                     "evaluations.json"))
     mspacman, seaquest = fig.axes
     assert mspacman.get_title() == "mspacman, noise none"
     pkey, tp = mspacman.lines
@@ -188,61 +136,21 @@ def test_agent_curves_carry_the_evaluation_means_coloured_by_agent_kind(tmp_path
     np.testing.assert_array_equal(seaquest.lines[0].get_ydata(), [7.0, 8.0, 9.0])
 
 
-# ---------------------------------------------------------------- tables
-
-
-def evaluation(root, kp_type, encoder, env, run_id, returns, noise_type="none"):
-    """A hand-made `agent_train.py evaluate` output: returns [seeds, policies, episodes]."""
-    make_run(root, noise_type, kp_type, encoder, env, "evaluate", run_id,
-             files={"evaluation.json": {"returns": returns}})
-
-
-def evaluations(root):
-    return plots.find_runs(str(root), plots.AGENT_LEVELS, "evaluation.json", inside=("evaluate",))
-
-
-def test_score_table_reports_the_median_seed_with_its_pooled_std(tmp_path):
-    returns = [[[10, 20], [30, 30]],     # seed 1: policy means 15, 30 -> 22.5; variances 25, 0
-               [[0, 0], [4, 8]],         # seed 2: means 0, 6 -> 3; variances 0, 4
-               [[100, 100], [50, 70]]]   # seed 3: means 100, 60 -> 80; variances 0, 100
-    # The median seed is seed 1: 22.5, pooled std sqrt((25 + 0) / 2) = 3.54.
-    evaluation(tmp_path, "permakey", "cnn", "mspacman", 1, [[[0.0]]])  # older: not shown
-    evaluation(tmp_path, "permakey", "cnn", "mspacman", 2, returns)
-    evaluation(tmp_path, "transporter", "gnn", "seaquest", 1, [[[5.0, 7.0]]])
-    evaluation(tmp_path, "permakey", "cnn", "pong", 1, [[[1.0, 1.0]], [[3.0, 3.0]]])
-    [table] = plots.score_tables(evaluations(tmp_path))
-    assert table.columns == ["agent", "mspacman", "seaquest", "pong"]  # Table 1's games first
-    assert table.rows == [["PKey-CNN", "22.5 ± 3.5", "-", "1.0 ± 0.0"],
-                          ["PKey-GNN", "-", "-", "-"],
-                          ["Transporter", "-", "-", "-"],
-                          ["Transporter-GNN", "-", "6.0 ± 1.0", "-"]]
-    assert "PKey-CNN mspacman: 3 seeds x 2 policies x 2 episodes" in str(table)
-
-
-def test_score_tables_one_per_noise_type(tmp_path):
-    for noise_type in ("none", "both"):
-        evaluation(tmp_path, "permakey", "gnn", "battlezone", 1, [[[2.0]]], noise_type)
-    tables = plots.score_tables(evaluations(tmp_path))
-    assert ([table.title.split(":")[0] for table in tables]
-            == ["scores, noise both", "scores, noise none"])
-    assert [table.rows[1] for table in tables] == [["PKey-GNN", "2.0 ± 0.0"]] * 2
-    assert plots.score_tables([]) == []
-
-
-def test_keypoint_quality_table_lists_each_run_and_method(tmp_path):
-    measured = {"env": "mspacman", "noise_type": "both", "radius": 4.0, "num_frames": 16, "rows": {
-        "PermaKey": {"precision": 0.75, "recall": 0.5, "on_distractor": 0.125,
-                     "attraction": 0.5, "robustness": 0.9375},
-        "random": {"precision": 0.1, "recall": float("nan"), "on_distractor": 0.2}}}
-    make_run(tmp_path, "both", "mspacman", 7, 1, files={"config.json": {},
-                                                        "evaluate/keypoint_metrics.json": measured})
-    make_run(tmp_path, "both", "mspacman", 7, 2, files={"config.json": {}})  # not measured
-    with_metrics, without = plots.find_runs(str(tmp_path), plots.KEYPOINT_LEVELS, "config.json")
-    [table] = plots.keypoint_quality_tables([with_metrics, without])
-    assert table.rows == [
-        ["both/mspacman/7/1", "PermaKey", "0.750", "0.500", "0.125", "0.500", "0.938", "4"],
-        ["both/mspacman/7/1", "random", "0.100", "-", "0.200", "-", "-", "4"]]
-    assert plots.keypoint_quality_tables([without]) == []
+def test_table1_curves_average_seeds_where_all_have_evaluated():
+    def record(points):
+        return {"evaluations": [{"step": s, "mean": m} for s, m in points], "score": 300.0}
+    results = {"agents": {"PKey-GNN": [record([(10, 100), (20, 300)]), record([(10, 300)])],
+                          "Control-GNN": [record([(10, 50)]), record([])]},
+               "floors": {"PKey-GNN": [{"score": 200.0}] * 3}, "random": [[[250, 230]]]}
+    fig = figures.table1_curves(results, "mspacman", 20)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["PKey-GNN (2 seeds)", "Control-GNN (1 seed of 2)",
+                      "PKey-GNN after warm-up (3 seeds)", "random policy"]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    # the thick line: only step 10 has both seeds' evaluations, mean (100 + 300) / 2
+    assert list(lines["PKey-GNN (2 seeds)"].get_xydata().tolist()) == [[10, 200]]
+    assert lines["random policy"].get_ydata()[0] == 240
 
 
 # ---------------------------------------------------------------- viz.ipynb
@@ -251,15 +159,19 @@ def test_keypoint_quality_table_lists_each_run_and_method(tmp_path):
 def untrained_permakey_run(root, template_run, run_id, **changes):
     """An untrained PermaKey run folder (model.json, config.json, a best checkpoint) made
     from a trained run's spec with `changes`: a cheap second run for the ablations."""
-    spec = dict(runs.read_json(os.path.join(template_run, "model.json")), **changes)
+    import tensorflow as tf
+
+    import keypoint_models
+    from run_folders import write_model_spec
+    spec = dict(read_json(os.path.join(template_run, "model.json")), **changes)
     path = os.path.join(root, spec["noise_type"], spec["env"], str(spec["num_keypoints"]),
                         str(run_id))
-    model = runs.build_keypoint_model(spec)
+    model = keypoint_models.build_keypoint_model(spec)
     model(tf.zeros([1, 84, 84, 3]), is_training=False)  # creates the variables
     tf.train.CheckpointManager(tf.train.Checkpoint(model=model),
                                os.path.join(path, "ckpt_best"), 1).save()
-    runs.write_model_spec(path, spec)
-    runs.write_json(os.path.join(path, "config.json"), spec)
+    write_model_spec(path, spec)
+    write_json(os.path.join(path, "config.json"), spec)
     return path
 
 
@@ -284,6 +196,7 @@ def viz_artifacts(tmp_path_factory, tiny_pkey_run, tiny_transporter_run, tiny_da
     that differ from the tiny one in K and in LSP layers, a compare_kpts output of the
     tiny runs (and the same arrays under noise "both", for the noisy section: their
     frames have no bars), and a hand-made rl_exp."""
+    import pkey_train
     root = tmp_path_factory.mktemp("viz")
     pkey_config, pkey_dir = tiny_pkey_run
     trained = root / "permakey_exp" / "none" / "mspacman" / "3" / "1"
@@ -360,14 +273,3 @@ def test_notebook_on_empty_folders_says_what_is_missing_and_draws_nothing(tmp_pa
     assert f"no RL evaluations under {tmp_path}/rl_exp/" in first
     assert not any(images(cell_outputs) for cell_outputs in outputs.values())
     assert "no compare_kpts outputs without distractors" in text(outputs["figure2-clean"])
-
-
-def test_protocol_summary_pools_stds_and_takes_the_median_seed():
-    returns = np.array([[[1.0, 3.0], [5.0, 5.0]],                 # seed 1: means 2, 5
-                        [[0.0, 0.0], [2.0, 6.0]],                 # seed 2: means 0, 4
-                        [[9.0, 9.0], [9.0, 11.0]],                # seed 3: means 9, 10
-                        [[4.0, 4.0], [4.0, 4.0]]])                # seed 4: means 4, 4
-    summary = plots.protocol_summary(returns)
-    np.testing.assert_allclose(summary["seed_means"], [3.5, 2.0, 9.5, 4.0])
-    np.testing.assert_allclose(summary["pooled_stds"], np.sqrt([0.5, 2.0, 0.5, 0.0]))
-    assert summary["median_index"] == 0   # even count: the lower middle seed (3.5, not 4.0)
