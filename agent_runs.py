@@ -67,8 +67,10 @@ def policy_checkpoint(run_dir, step=None):
 
 def resolve_policies(load_ckpts, game_dir):
     """[(run folder, checkpoint, step, how chosen)] for evaluate's load_ckpts: run folders
-    (each its last selected checkpoint), or the authors' form, one selected step per run
-    of the experiment folder `game_dir` in run order (load_ckpts=30000,80000,50000)."""
+    (each its last selected checkpoint), RUN@STEP (a run's selected checkpoint at STEP:
+    the floors are each run's checkpoint at the end of its warm-up), or the authors' form,
+    one selected step per run of the experiment folder `game_dir` in run order
+    (load_ckpts=30000,80000,50000)."""
     given = as_list(load_ckpts)
     if given and all(isinstance(g, int) and not isinstance(g, bool) for g in given):
         folders = numbered_runs(game_dir)
@@ -77,7 +79,16 @@ def resolve_policies(load_ckpts, game_dir):
                               f"steps for the {len(folders)} runs in {game_dir}; give one "
                               f"step per run, or run folders")
         return [(run, *policy_checkpoint(run, step)) for run, step in zip(folders, given)]
-    return [(str(run), *policy_checkpoint(str(run))) for run in given]
+    return [(run, *policy_checkpoint(run, step)) for run, step in map(run_and_step, given)]
+
+
+def run_and_step(policy):
+    """(run folder, step or None) of a load_ckpts entry, RUN or RUN@STEP."""
+    run, at, step = str(policy).rpartition("@") if "@" in str(policy) else (str(policy), "", "")
+    if at and not step.isdigit():
+        raise ConfigError(f"load_ckpts entry {policy!r}: expected RUN or RUN@STEP with a "
+                          f"whole number of environment steps")
+    return run, int(step) if at else None
 
 
 def recorded_keypoint_run(run_dir, vis_ckpt_fname, vis_load):

@@ -26,6 +26,7 @@ agent.py's, the episodes play.py's, the checkpoint rule agent_runs.py's.
 import contextlib
 import csv
 import dataclasses
+import functools
 import os
 import shutil
 import sys
@@ -103,6 +104,8 @@ def config():
     save_replay = True  # keep the replay with each checkpoint (replay.npy.gz), for resume
     eval_seeds = (1, 2, 3, 4, 5)  # evaluate
     num_eval_episodes = 10  # evaluate: greedy episodes per seed and policy
+    repeat_action_probability = 0.0  # evaluate: ALE sticky actions (0.25: the v5 default)
+    distinct_starts = True  # evaluate: play each distinct start once (the same returns)
 
 
 games.add_game_configs(ex, ("env", "num_keypoints", "replay_capacity"))
@@ -129,7 +132,7 @@ OPTIONS = {
     "epsilon_end": "fraction", "num_envs": "count", "eval_every": "count",
     "eval_episodes": "count", "eval_time_limit": "count", "log_every": "count",
     "ckpt_keep": "count", "save_every_mins": "non-negative",
-    "num_eval_episodes": "count",
+    "num_eval_episodes": "count", "repeat_action_probability": "fraction",
 }
 
 
@@ -197,10 +200,11 @@ class Metrics:
                 tf.summary.scalar(f"{prefix}/{name}", value)
         self._writer.flush()
 
-    def evaluation(self, step, returns):
+    def evaluation(self, step, returns, distinct_starts):
         """Log one periodic evaluation; returns its stats, "selected" among them."""
         stats = {"mean": float(np.mean(returns)), "std": float(np.std(returns)),
-                 "min": float(np.min(returns)), "max": float(np.max(returns))}
+                 "min": float(np.min(returns)), "max": float(np.max(returns)),
+                 "distinct_starts": distinct_starts}
         self.scalars("eval", stats, step)
         selected, self.best, why = agent_runs.select_policy(stats["mean"], self.best)
         stats.update(selected=selected, best=self.best, why=why)
@@ -475,13 +479,14 @@ def train(_run, _config, env, noise_type, num_iters, warmup_steps, update_every,
 
             due = env_step >= next_eval or env_step >= num_iters
             if due and run_dir:
-                returns = play.play_returns(
-                    play.greedy_policy(learner.act, learner.actor, eval_episodes), env,
-                    noise_type, play.env_seeds(seed, eval_episodes, play.EVAL_SEEDS),
+                returns, keys = play.play_distinct(
+                    functools.partial(play.greedy_policy, learner.act, learner.actor), env,
+                    noise_type, play.env_seeds(seed, eval_episodes, play.SELECTION_SEEDS),
                     eval_time_limit, async_envs)
-                evaluation = metrics.evaluation(env_step, returns)
+                evaluation = metrics.evaluation(env_step, returns, len(set(keys)))
                 progress.write(f"step {env_step}: eval return {evaluation['mean']:.1f} "
-                               f"+- {evaluation['std']:.1f} ({eval_episodes} episodes); "
+                               f"+- {evaluation['std']:.1f} ({eval_episodes} episodes, "
+                               f"{evaluation['distinct_starts']} distinct starts); "
                                f"{'selected' if evaluation['selected'] else 'not selected'}: "
                                f"{evaluation['why']}")
             timed = stop and (stop.received or time.time() - last_save >= 60 * save_every_mins)
@@ -533,7 +538,7 @@ def agent_policies(given, spec, game_dir, vis_ckpt_fname, vis_load):
     of evaluate's agent policies (resolve_policies), each run checked against `spec`."""
     for policy in given:
         if isinstance(policy, str):
-            run_folders.check_model_spec(policy, spec)
+            run_folders.check_model_spec(agent_runs.run_and_step(policy)[0], spec)
     resolved = agent_runs.resolve_policies(given, game_dir)
     for run in {run for run, *_ in resolved}:
         run_folders.check_model_spec(run, spec)
@@ -555,16 +560,34 @@ def keypoint_runs_per_policy(policies, vis_ckpt_fname, vis_load):
             for policy, run in zip(policies, given)]
 
 
+def keypoint_record(run, load):
+    """What a policy's keypoint model was: its run, checkpoint, the checkpoint's digest and
+    the keypoint precision its run measured on test frames (None where not measured)."""
+    if run is None:
+        return {"run": None, "load": None, "digest": None, "precision": None}
+    measured = read_json(os.path.join(run, "evaluate", "keypoint_metrics.json"), default={})
+    rows = [row for name, row in measured.get("rows", {}).items() if "random" not in name]
+    return {"run": os.path.abspath(run), "load": load,
+            "digest": run_folders.checkpoint_digest(run, load),
+            "precision": rows[0].get("precision") if rows else None}
+
+
 @ex.command
 @one_line_errors
 def evaluate(_run, _config, env, noise_type, kp_type, kpt_encoder_type, mp_num_steps,
              num_keypoints, vis_ckpt_fname, vis_load, load_ckpts, eval_seeds, num_eval_episodes,
-             eval_time_limit, async_envs, precision, exp_root):
+             eval_time_limit, async_envs, precision, exp_root, repeat_action_probability,
+             distinct_starts):
     """The paper's protocol: num_eval_episodes greedy eval-mode episodes per eval seed and
-    trained policy (load_ckpts: run folders, each its last selected checkpoint, or one
-    selected step per run of this game's experiment folder; or `random` once per uniformly
-    random policy, the floor); per seed the mean of the policy means and the pooled std;
-    the median over seeds."""
+    trained policy (load_ckpts: run folders, each its last selected checkpoint, RUN@STEP
+    for a run's selected checkpoint at STEP, or one selected step per run of this game's
+    experiment folder; or `random` once per uniformly random policy, the floor); per seed
+    the mean of the policy means and the pooled std; the median over seeds.
+
+    With distinct_starts (the default) a greedy policy plays each distinct start of the
+    episodes once (play.play_distinct): the same returns as playing every episode.
+    repeat_action_probability > 0 evaluates with the ALE's sticky actions instead of the
+    paper's deterministic games."""
     check_options(_config, OPTIONS)
     spec = agent_spec()
     seeds = as_list(eval_seeds)
@@ -576,8 +599,11 @@ def evaluate(_run, _config, env, noise_type, kp_type, kpt_encoder_type, mp_num_s
     given = as_list(load_ckpts)
     num_actions = play.action_count(env)
     episode_seeds = [s for seed in seeds
-                     for s in play.env_seeds(seed, num_eval_episodes, play.EVAL_SEEDS)]
+                     for s in play.env_seeds(seed, num_eval_episodes, play.PROTOCOL_SEEDS)]
+    episodes = (env, noise_type, episode_seeds, eval_time_limit, async_envs,
+                repeat_action_probability)
     returns = np.zeros([len(seeds), len(given), num_eval_episodes])       # [S, P, E]
+    keys = [f"seed {seed}" for seed in episode_seeds]  # every episode its own, until known
     if RANDOM in given:
         if set(given) != {RANDOM}:
             raise ConfigError(f"load_ckpts={','.join(map(str, given))} mixes {RANDOM} with "
@@ -585,19 +611,18 @@ def evaluate(_run, _config, env, noise_type, kp_type, kpt_encoder_type, mp_num_s
                               f"(load_ckpts={RANDOM},{RANDOM},{RANDOM}: three of them)")
         resolved = [(RANDOM, None, None, f"uniformly random, policy seed {p}")
                     for p in range(len(given))]
-        keypoint_runs = [[None, None]] * len(given)
+        keypoint_runs = [(None, None)] * len(given)
         for p, (_, _, _, how) in enumerate(resolved):
             print(f"P{p + 1}: {how}")
-            returns[:, p] = play.play_returns(play.random_policy(num_actions, p), env, noise_type,
-                                         episode_seeds, eval_time_limit, async_envs
-                                         ).reshape(len(seeds), -1)
+            returns[:, p] = play.play_returns(play.random_policy(num_actions, p), *episodes
+                                              ).reshape(len(seeds), -1)
     else:
         resolved, keypoint_runs = agent_policies(given, spec, os.path.join(
             exp_root, str(noise_type), str(kp_type), str(kpt_encoder_type),
             games.env_name(env)), vis_ckpt_fname, vis_load)
         precision = hardware.resolve_precision(precision)
-        kp_models = {run: load_frozen_keypoints(tf.distribute.get_strategy(), kp_type, *run, env,
-                                              num_keypoints, noise_type)
+        kp_models = {run: load_frozen_keypoints(tf.distribute.get_strategy(), kp_type, *run,
+                                                env, num_keypoints, noise_type)
                      for run in set(keypoint_runs)}  # each distinct keypoint checkpoint once
         for p, ((_, checkpoint, _, _), keypoint_run) in enumerate(zip(resolved, keypoint_runs)):
             kp_model = kp_models[keypoint_run]
@@ -605,23 +630,34 @@ def evaluate(_run, _config, env, noise_type, kp_type, kpt_encoder_type, mp_num_s
             tf.train.Checkpoint(online=actor).restore(checkpoint) \
                 .assert_existing_objects_matched().expect_partial()
             act = agent.make_act_fn(kp_model, actor, kpt_encoder_type, precision)
+            policy_for = functools.partial(play.greedy_policy, act, actor)
             # every seed's episodes side by side: one batched forward pass per step
-            print(f"policy {p + 1}/{len(resolved)}: {len(episode_seeds)} episodes at once")
-            returns[:, p] = play.play_returns(
-                play.greedy_policy(act, actor, len(episode_seeds)), env, noise_type,
-                episode_seeds, eval_time_limit, async_envs).reshape(len(seeds), -1)
+            if distinct_starts:
+                policy_returns, keys = play.play_distinct(policy_for, *episodes)
+            else:
+                policy_returns = play.play_returns(policy_for(len(episode_seeds)), *episodes)
+            print(f"policy {p + 1}/{len(resolved)}: {len(episode_seeds)} episodes, "
+                  f"{len(set(keys))} distinct starts played"
+                  f"{' once each' if distinct_starts else ''}")
+            returns[:, p] = policy_returns.reshape(len(seeds), -1)
     policies = [run for run, *_ in resolved]
 
     summary = stats.protocol_summary(returns)
     print(format_table(seeds, policies, summary))
     out_dir = run_folders.run_dir_of(_run) or "."
     m = summary["median_index"]
+    seed_keys = np.array(keys).reshape(len(seeds), -1)
     result = {"policies": [p if p == RANDOM else os.path.abspath(p) for p in policies],
               "eval_seeds": seeds,
               "policy_steps": [step for _, _, step, _ in resolved],
               "policy_choice": [how for _, _, _, how in resolved],
               "keypoint_runs": [[run and os.path.abspath(run), load]
                                 for run, load in keypoint_runs],
+              "keypoint_models": [keypoint_record(*run) for run in keypoint_runs],
+              "repeat_action_probability": repeat_action_probability,
+              "distinct_starts": len(set(keys)),
+              "distinct_starts_per_seed": [len(set(row)) for row in seed_keys],
+              "distinct_returns": [len(np.unique(returns[:, p])) for p in range(len(given))],
               "returns": returns.tolist(), "policy_means": summary["policy_means"].tolist(),
               "seed_means": summary["seed_means"].tolist(),
               "pooled_stds": summary["pooled_stds"].tolist(),
@@ -629,6 +665,8 @@ def evaluate(_run, _config, env, noise_type, kp_type, kpt_encoder_type, mp_num_s
               "median_std": float(summary["pooled_stds"][m]),
               "median_seed": seeds[m]}
     write_json(os.path.join(out_dir, "evaluation.json"), result)
+    print(f"{result['distinct_starts']} distinct starts among {len(episode_seeds)} episodes; "
+          f"distinct returns per policy: {result['distinct_returns']}")
     print(f"evaluation: {os.path.join(out_dir, 'evaluation.json')}")
     return result
 

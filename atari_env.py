@@ -133,20 +133,26 @@ class LifeLossEnds(gym.Wrapper):
 
 
 def make_env(env, mode="train", seed=0, noise_type="none", frame_skip=4, noop_max=30,
-             eval_time_limit=EVAL_TIME_LIMIT):
+             eval_time_limit=EVAL_TIME_LIMIT, repeat_action_probability=0.0):
     """A preprocessed Atari game yielding uint8 [84, 84, 3] frames.
 
     mode "train": a lost life ends the episode and rewards are clipped to their sign.
     mode "eval": whole games, raw rewards, at most `eval_time_limit` agent steps.
     mode "data": whole games, raw rewards, no time limit (dataset generation).
     Distractor bars (`noise_type`) are drawn on every observation.
+    repeat_action_probability: the ALE's sticky actions (0: the paper's NoFrameskip-v4
+    games; 0.25: the v5 default after Machado et al. 2018), drawn from the seed.
     """
     import ale_py
     gym.register_envs(ale_py)
     check_noise_type(noise_type)
     if mode not in ("train", "eval", "data"):
         raise ConfigError(f"unknown mode {mode!r}; accepted: train, eval, data")
-    game = gym.make(gym_id(env), repeat_action_probability=0.0, max_episode_steps=None)
+    if not 0 <= repeat_action_probability < 1:
+        raise ConfigError(f"repeat_action_probability={repeat_action_probability!r}: "
+                          f"expected a number in [0, 1)")
+    game = gym.make(gym_id(env), repeat_action_probability=repeat_action_probability,
+                    max_episode_steps=None)
     game = AtariFrames(game, frame_skip=frame_skip, noop_max=noop_max)
     if mode == "train":
         game = LifeLossEnds(game)

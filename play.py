@@ -1,7 +1,18 @@
 """Atari episodes for the agents: environment seeds by purpose, games side by side,
 and whole episodes played by a greedy or a uniformly random policy (the paper's
-evaluation protocol plays them; the training loop acts through make_envs)."""
+evaluation protocol and the periodic evaluations play them; the training loop acts
+through make_envs).
+
+Seeds. Each purpose draws its environment seeds from its own stream (env_seeds): the
+training environments, the periodic evaluations that select a checkpoint, the
+protocol's episodes (which also score the floors, so that they are measured the same
+way) and the random policy's actions; no two purposes share a seed, whatever the
+training and evaluation seeds. Without sticky actions an evaluation episode's start is
+fixed by its no-op count (1..30), so different seeds can still start alike: start_keys
+says which, and play_distinct plays each distinct start once.
+"""
 import functools
+import hashlib
 import itertools
 
 import gymnasium as gym
@@ -12,7 +23,9 @@ from tqdm import tqdm
 from atari_env import make_env
 
 
-TRAIN_SEEDS, EVAL_SEEDS, RANDOM_POLICY = 0, 1, 2  # seed purposes (env_seeds)
+# Seed purposes (env_seeds). PROTOCOL_SEEDS keeps the value the protocol has always used,
+# so that its episodes, and the scores recorded with them, stay the same.
+TRAIN_SEEDS, PROTOCOL_SEEDS, RANDOM_POLICY, SELECTION_SEEDS = 0, 1, 2, 3
 
 
 def env_seeds(seed, count, purpose, *stream):
@@ -22,24 +35,29 @@ def env_seeds(seed, count, purpose, *stream):
     return [int(s) for s in state]
 
 
-def make_envs(env, mode, seeds, noise_type, eval_time_limit, async_envs):
+def make_envs(env, mode, seeds, noise_type, eval_time_limit, async_envs,
+              repeat_action_probability=0.0):
     """atari_env.make_env games side by side, one per seed (the agent's preprocessing).
 
     SAME_STEP autoreset: a step that ends an episode returns the next episode's first
     frame, so every returned frame is one to act on.
     """
     make = [functools.partial(make_env, env, mode, seed, noise_type,
-                              eval_time_limit=eval_time_limit) for seed in seeds]
+                              eval_time_limit=eval_time_limit,
+                              repeat_action_probability=repeat_action_probability)
+            for seed in seeds]
     vector_env = gym.vector.AsyncVectorEnv if async_envs else gym.vector.SyncVectorEnv
     return vector_env(make, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
-def play_returns(policy, env, noise_type, seeds, eval_time_limit, async_envs):
+def play_returns(policy, env, noise_type, seeds, eval_time_limit, async_envs,
+                 repeat_action_probability=0.0):
     """Raw returns [len(seeds)] of one eval-mode episode per seed (whole games, unclipped
     rewards, at most eval_time_limit steps), played side by side; policy(frames
     [N, 84, 84, 3], playing [N] bool) -> actions [N], those of the games still playing
     used (greedy_policy, random_policy)."""
-    envs = make_envs(env, "eval", seeds, noise_type, eval_time_limit, async_envs)
+    envs = make_envs(env, "eval", seeds, noise_type, eval_time_limit, async_envs,
+                     repeat_action_probability)
     frames, _ = envs.reset()
     returns, playing = np.zeros(len(seeds)), np.ones(len(seeds), bool)
     progress = tqdm(total=len(seeds), unit="episode", desc="evaluation", mininterval=10,
@@ -56,6 +74,39 @@ def play_returns(policy, env, noise_type, seeds, eval_time_limit, async_envs):
     progress.close()
     envs.close()
     return returns
+
+
+def start_keys(env, seeds, noise_type, eval_time_limit, repeat_action_probability=0.0):
+    """One key per seed for the eval-mode episode it starts: seeds with equal keys play the
+    same episode under a deterministic policy. Without distractors and sticky actions the
+    emulator is deterministic and an episode is fixed by its start, the console RAM and
+    the frame after the reset (its no-ops, FIRE); with either, every seed draws its own
+    bars or repeated actions, and its episode is its own."""
+    if noise_type != "none" or repeat_action_probability > 0:
+        return [f"seed {seed}" for seed in seeds]
+    keys = []
+    for seed in seeds:
+        game = make_env(env, "eval", seed, noise_type, eval_time_limit=eval_time_limit)
+        frame, info = game.reset()  # as make_envs' first reset: the seed was given at make
+        keys.append(hashlib.sha256(info["ram"].tobytes() + frame.tobytes()).hexdigest()[:16])
+        game.close()
+    return keys
+
+
+def play_distinct(policy_for, env, noise_type, seeds, eval_time_limit, async_envs,
+                  repeat_action_probability=0.0):
+    """play_returns of a deterministic policy (greedy_policy) with each distinct start
+    (start_keys) played once and its return given to every seed that starts alike: the
+    same returns as playing every seed, in less time. policy_for(count) -> policy for
+    `count` games. Returns (returns [len(seeds)], keys [len(seeds)])."""
+    keys = start_keys(env, seeds, noise_type, eval_time_limit, repeat_action_probability)
+    first = {}  # key -> index among the distinct starts
+    for seed, key in zip(seeds, keys):
+        first.setdefault(key, (len(first), seed))
+    distinct_seeds = [seed for _, seed in first.values()]
+    returns = play_returns(policy_for(len(distinct_seeds)), env, noise_type, distinct_seeds,
+                           eval_time_limit, async_envs, repeat_action_probability)
+    return returns[[first[key][0] for key in keys]], keys
 
 
 # Greedy play computes only the games still playing, their count rounded up to a multiple

@@ -303,7 +303,7 @@ def test_greedy_play_computes_only_the_games_still_playing(tiny_transporter_run,
             outputs[name].append(q_values.numpy())
             return q_values, state, centres
         return act_and_record
-    monkeypatch.setattr(agent_train, "PLAYING_BUCKET", 2)
+    monkeypatch.setattr(play, "PLAYING_BUCKET", 2)
     frames = np.repeat(mspacman_frames(4), 2, axis=0)[:7]                  # [7, 84, 84, 3]
     full, part = (play.greedy_policy(recorded(name), actor, 7) for name in outputs)
     playing = np.array([True, False, True, True, False, False, True])
