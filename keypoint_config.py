@@ -9,8 +9,6 @@ authors' command lines (`with env="mspacman" num_keypoints=7`) keep working this
 """
 import os
 
-from sacred import Experiment
-
 import games
 import keypoint_models
 from common import ConfigError, quiet_experiment, read_json
@@ -74,10 +72,11 @@ def keypoint_run_folder(command, config):
     return os.path.join(root, config["noise_type"], env, str(config["num_keypoints"])), False
 
 
-def keypoint_experiment(name):
-    """The Sacred experiment of a keypoint script: quiet logging, the shared config scope
+def keypoint_experiment(ex):
+    """Make a keypoint script's Sacred experiment (made in the script, which Sacred then
+    names as the run's main file) one of the two: quiet logging, the shared config scope
     (the script adds its own after it), `with <game>` configs and the run folders."""
-    ex = quiet_experiment(Experiment(name, save_git_info=False))
+    ex = quiet_experiment(ex)
     ex.config(shared_config)
     games.add_game_configs(ex)  # `with seaquest`: env and the paper's num_keypoints
     ex.observers.append(RunFolderObserver(keypoint_run_folder))

@@ -15,6 +15,7 @@ import os
 
 import tf_quiet  # noqa: F401 (first: TensorFlow starts without its start-up chatter)
 import tensorflow as tf
+from sacred import Experiment
 
 import fit
 import hardware
@@ -26,7 +27,7 @@ from common import ConfigError, check_options, one_line_errors, save_npz
 from datasets import DEFAULT_DATA_DIR, get_datasets, spread_batches
 from run_folders import run_commandline, run_dir_of
 
-ex = keypoint_config.keypoint_experiment("permakey")
+ex = keypoint_config.keypoint_experiment(Experiment("permakey", save_git_info=False))
 EXP_ROOT = "permakey_exp"
 
 

@@ -14,6 +14,7 @@ import os
 
 import tf_quiet  # noqa: F401 (first: TensorFlow starts without its start-up chatter)
 import tensorflow as tf
+from sacred import Experiment
 
 import fit
 import hardware
@@ -25,7 +26,7 @@ from common import check_options, one_line_errors, save_npz
 from datasets import DEFAULT_DATA_DIR, get_datasets
 from run_folders import run_commandline
 
-ex = keypoint_config.keypoint_experiment("transporter")
+ex = keypoint_config.keypoint_experiment(Experiment("transporter", save_git_info=False))
 
 
 @ex.config

@@ -9,7 +9,6 @@ import tensorflow as tf
 
 import fit
 import run_folders
-import experiments
 import pkey_train
 import ul_loss
 import vision_modules
@@ -101,7 +100,7 @@ def test_a_second_training_of_one_config_repeats_the_first_bit_for_bit(tiny_pkey
                                                                         tmp_path):
     """The same config and seed, trained again from scratch, ends at the same weights and
     the same checkpoint digest: make table1 remakes a missing keypoint recipe run and
-    its agents must read the model the table records (experiments.checkpoint_digest)."""
+    its agents must read the model the table records (run_folders.checkpoint_digest)."""
     config, first = tiny_pkey_run
     second = pkey_train.ex.run(config_updates=dict(config, exp_root=str(tmp_path))
                                ).observers[0].dir
@@ -112,7 +111,7 @@ def test_a_second_training_of_one_config_repeats_the_first_bit_for_bit(tiny_pkey
     for name in names:
         np.testing.assert_array_equal(readers[0].get_tensor(name), readers[1].get_tensor(name),
                                       err_msg=name)
-    assert experiments.checkpoint_digest(first) == experiments.checkpoint_digest(second)
+    assert run_folders.checkpoint_digest(first) == run_folders.checkpoint_digest(second)
 
 
 def test_resume_continues_the_step_count(tiny_run):

@@ -144,7 +144,7 @@ class SacredRun(FakeRun):
 def test_a_checkpoint_is_never_ahead_of_the_metrics_on_disk(tmp_path):
     # A crash (as kill -9) in the first step after epoch 1's checkpoint: Sacred's heartbeat
     # never ran, yet epoch 1's validation is in metrics.json; the resumed run logs it once.
-    def fit(crash_at=None):
+    def train(crash_at=None):
         def train_step(batch):
             if int(model.weight.numpy()) + 1 == crash_at:
                 raise Crash()
@@ -153,15 +153,15 @@ def test_a_checkpoint_is_never_ahead_of_the_metrics_on_disk(tmp_path):
         data = {"train": lambda epoch, start=0: tf.data.Dataset.range(start, 4),
                 "valid": tf.data.Dataset.range(1)}
         return fit.fit(train_step, lambda batch: {"loss": 1.0}, data, model, None,
-                        str(tmp_path), SacredRun(tmp_path), 2, 10, select=("loss",),
-                        save_every_mins=60)
+                       str(tmp_path), SacredRun(tmp_path), 2, 10, select=("loss",),
+                       save_every_mins=60)
 
     model = tf.Module()
     model.weight = tf.Variable(0.0)
     with pytest.raises(Crash):
-        fit(crash_at=5)
+        train(crash_at=5)
     assert common.read_json(tmp_path / "metrics.json")["valid.loss"]["steps"] == [4]
-    fit()
+    train()
     assert common.read_json(tmp_path / "metrics.json")["valid.loss"]["steps"] == [4, 8]
 
 
@@ -349,13 +349,8 @@ def test_a_game_added_to_the_table_is_a_named_config_of_every_script():
     # A fresh interpreter adds a game to games.GAMES before the scripts are imported,
     # as an edit of the table would; the three scripts must all offer it.
     program = """
-import json, preprocess
+import json, games
 games.GAMES["pong"] = games.Game("Pong", 3, replay_capacity=200, aliases=("ping",))
-import common
-import fit
-import games
-import hardware
-import run_folders
 import pkey_train, transporter_train, agent_train
 configs = {}
 for script in (pkey_train, transporter_train, agent_train):

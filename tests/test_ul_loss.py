@@ -236,16 +236,15 @@ def test_transporter_bf16_loss_and_gradients_are_close_to_float32():
 
 
 def test_training_scripts_compile_bf16_steps_with_float32_losses():
-    import pkey_train
-    import transporter_train
+    import fit
     images = _images(4, 16)
     permakey = vision_modules.PermaKey(3, image_size=16)
     transporter = vision_modules.Transporter(num_keypoints=2, image_size=16)
-    for script, model, batch in ((pkey_train, permakey, images),
-                                 (transporter_train, transporter, (images, images[::-1]))):
-        train_step, eval_step = script.loss_steps(model, tf.keras.optimizers.Adam(1e-3), "bf16")
+    for steps, model, batch in ((fit.permakey_steps, permakey, images),
+                                (fit.transporter_steps, transporter, (images, images[::-1]))):
+        train_step, eval_step = steps(model, tf.keras.optimizers.Adam(1e-3), "bf16")
         for losses in (train_step(batch), eval_step(batch)):
             assert all(v.dtype == tf.float32 and np.isfinite(v) for v in losses.values())
         assert all(v.dtype in (tf.float32, tf.int64) for v in model.variables)
         with pytest.raises(common.ConfigError, match="precision='fp16'"):
-            script.loss_steps(model, None, "fp16")
+            steps(model, None, "fp16")

@@ -441,9 +441,13 @@ def test_transporter_output_and_keypoint_shapes():
         assert out[f"centres_{frame}"].shape == (2, 4, 2)
         assert out[f"heatmaps_{frame}"].shape == (2, 42, 42, 4)
         assert out[f"features_{frame}"].shape == (2, 42, 42, 32)
-    centres, heatmaps, features = model.keypoints(_images(3, 84))
+    centres, heatmaps, features = model.keypoints_and_features(_images(3, 84))
     assert (centres.shape, heatmaps.shape, features.shape) == (
         (3, 4, 2), (3, 42, 42, 4), (3, 42, 42, 32))
+    # the calls every keypoint model answers give the same, each its part
+    alone = model.keypoints(_images(3, 84)) + (model.features(_images(3, 84)),)
+    for part, whole in zip(alone, (centres, heatmaps, features)):
+        np.testing.assert_array_equal(part, whole)
 
 
 def test_transporter_decoder_heads():
