@@ -85,17 +85,21 @@ def keypoint_experiment(ex):
 
 def config_of_run(_run, _config, run_dir, kind):
     """The config a command on an existing run uses (evaluate, compare_kpts): the run's
-    own (its config.json), with the entries this command line changed on top. A changed
-    entry that contradicts the run's model.json (another env, K, noise or architecture)
-    is a one-line ConfigError. Runs without config.json use this command's config."""
+    own (its config.json), with the entries typed on this command line (`key=value`) on
+    top; named configs (`quick`, `seaquest`) yield to the run. What the command asks of
+    the model (env, K, noise, architecture; typed or from a named config) must agree
+    with the run's model.json, else a one-line ConfigError. Runs without config.json use
+    this command's config."""
     if not run_dir:
         raise ConfigError(f"run_dir is not set; give a {kind} run folder")
     keypoint_models.check_spec(run_dir, {"kind": kind})  # the folder is a run of this kind
-    recorded = read_json(os.path.join(run_dir, "config.json"), default={})
     changed = {key.split(".")[0] for key in _run.config_modifications.modified}
-    config = dict(_config, **{key: value for key, value in recorded.items()
-                              if key in _config and key not in changed})
-    spec = keypoint_models.model_spec(kind, config)
-    keypoint_models.check_spec(run_dir, {key: value for key, value in spec.items()
+    options = _run.meta_info.get("options", {})
+    typed = ({update.split("=")[0] for update in options["UPDATE"] if "=" in update}
+             if options.get("UPDATE") is not None else changed)
+    asked = keypoint_models.model_spec(kind, _config)
+    keypoint_models.check_spec(run_dir, {key: value for key, value in asked.items()
                                          if key in changed or key == "kind"})
-    return config
+    recorded = read_json(os.path.join(run_dir, "config.json"), default={})
+    return dict(_config, **{key: value for key, value in recorded.items()
+                            if key in _config and key not in typed})

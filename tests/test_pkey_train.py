@@ -170,6 +170,7 @@ def test_evaluate_refuses_a_folder_without_checkpoints(tiny_run, tmp_path, one_l
      "pnet_readout='grid': expected one of axis, scaled_axis, sequential, sequential_strict"),
     ({"pnet_loss": "l1"}, "pnet_loss='l1': expected one of paper, amplitude"),
     ({"max_minutes": 0}, "max_minutes=0: expected a positive number or None"),
+    ({"lsp_layers": 7}, "lsp_layers=(7,): expected one or more encoder layer indices"),
 ])
 def test_bad_config_is_one_line_and_leaves_no_run_folder(tiny_run, one_line_error, update, message,
                                                         tmp_path):
@@ -178,6 +179,17 @@ def test_bad_config_is_one_line_and_leaves_no_run_folder(tiny_run, one_line_erro
     line = one_line_error(pkey_train.ex, "train", dict(config, exp_root=str(exp_root), **update))
     assert line.startswith("error: ") and message in line
     assert not exp_root.exists()
+
+
+def test_a_missing_resume_folder_is_refused_before_any_data_is_made(tiny_run, one_line_error,
+                                                                   tmp_path):
+    config, _ = tiny_run
+    data_dir, missing = tmp_path / "fresh_data", tmp_path / "no_such_run"
+    line = one_line_error(pkey_train.ex, "train", dict(
+        config, data_dir=str(data_dir), resume_dir=str(missing),
+        exp_root=str(tmp_path / "permakey_exp")))
+    assert line == f"error: run folder {missing} does not exist"
+    assert not data_dir.exists() and not (tmp_path / "permakey_exp").exists()
 
 
 def test_lsp_ablations_build_and_run():

@@ -174,3 +174,43 @@ def test_the_docs_index_names_every_page():
              for path, _ in relative_links("docs/README.md")}
     pages = set(markdown_pages()) - {"README.md", "docs/README.md"}
     assert pages - named == set(), f"{index} does not name these pages: add one line each"
+
+
+# --------------------------------------------------------------------------------------
+# The README's commands on existing runs execute, as written, on tiny `quick` runs: a run
+# folder is enough (the model from its model.json, the data from its config.json).
+
+# `quick` with a few hundred frames and a few steps (typed, so the runs record them)
+TINY_QUICK = ["num_frames=400", "num_eval_frames=150", "epochs=1", "steps_per_epoch=3",
+              "valid_batches=2", "metrics_frames=16", "valid_metrics_frames=16",
+              "num_eval_batches=1", "max_minutes=None"]
+RUN_COMMANDS = ("evaluate with", "compare_kpts with")
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory):
+    """{"permakey_exp/none/mspacman/7/1": tiny PermaKey quick run, "transporter_exp/...":
+    tiny Transporter quick run}: the README's run folders, made as `make demo` makes them."""
+    root = tmp_path_factory.mktemp("quick_runs")
+    made = {}
+    for script, folder in (("pkey_train.py", "permakey_exp"),
+                           ("transporter_train.py", "transporter_exp")):
+        argv = [script, "with", "quick", *TINY_QUICK, f"data_dir={root / 'data'}",
+                f"exp_root={root / folder}"] + (["num_pairs=96"] if "transporter" in script
+                                                 else [])
+        run = importlib.import_module(script[:-3]).ex.run_commandline(argv)
+        made[f"{folder}/none/mspacman/7/1"] = run.observers[0].dir
+    return made
+
+
+@pytest.mark.parametrize("command", [c for c in page_commands() if any(
+    word in c for word in RUN_COMMANDS) and not c.startswith("python agent_train.py")])
+def test_readme_command_on_a_run_folder_executes(command, quick_runs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # compare_kpts writes into ./compare_kpts
+    for readme_path, run_dir in quick_runs.items():
+        command = command.replace(readme_path, run_dir)
+    script, *rest = shlex.split(command)[1:]
+    run = importlib.import_module(script[:-3]).ex.run_commandline([script, *rest])
+    assert run.status == "COMPLETED"
+    out_dir = run.observers[0].dir
+    assert os.path.isfile(os.path.join(out_dir, "batch_0.npz")), os.listdir(out_dir)

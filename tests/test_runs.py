@@ -82,6 +82,10 @@ def test_keep_epochs_adds_the_last_epochs_and_minus_one_keeps_all(tmp_path):
     assert fit.epochs_to_keep([1, 2], 5, -1) == {1, 2, 3, 4, 5}
     assert fit.epochs_to_keep([1, 3], 6, 0) == {1, 3}
     assert fit.epochs_to_keep([], 3, 10) == {1, 2, 3}
+    # the quick recipes keep the best improving epoch only (keep_improved=1)
+    assert fit.epochs_to_keep([1, 2, 5, 7], 9, 0, keep_improved=1) == {7}
+    assert fit.epochs_to_keep([1, 2, 5, 7], 9, 1, keep_improved=2) == {5, 7, 9}
+    assert fit.epochs_to_keep([1, 2, 5, 7], 9, 0, keep_improved=0) == set()
 
 
 def test_fit_resumes_from_last_checkpoint(tmp_path):
