@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test demo bench figure2 games table1 clean
+.PHONY: install test demo bench figure2 games table1 table2 clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,14 +48,25 @@ games: install
 	$(PY) experiments.py games with budget=$(GAMES_BUDGET)
 
 # The paper's Table 1 on one game: the keypoint agents (AGENTS, default PKey-GNN,
-# Transporter-GNN and the fixed-keypoint control), their floors (random policy; each agent
-# after its warm-up), SEEDS training seeds of STEPS environment steps, one run after
-# another, each scored by the authors' protocol; a second call continues (experiments.py).
+# Transporter-GNN and the fixed-keypoint control), SEEDS training seeds of STEPS
+# environment steps (one count for all, or one per agent: SEEDS=5,5,3), one run after
+# another, and their floors (random policies; each agent run's own policy at the end of
+# its warm-up), each scored by the authors' protocol, deterministic and with sticky
+# actions; a second call continues (experiments.py). `make table1 GAME=seaquest`: another game.
 GAME ?= mspacman
 SEEDS ?= 3
 STEPS ?= 100000
 table1: install
 	$(PY) experiments.py table1 with $(GAME) seeds=$(SEEDS) steps=$(STEPS) $(if $(AGENTS),agents=$(AGENTS))
+
+# The paper's Table 2: table1 with distractor bars (noise_type="both") on the keypoint
+# trainings and the agents' frames: PKey-GNN and Transporter-GNN with 5 training seeds,
+# the control with 3 (TABLE2_SEEDS, one count per agent of TABLE2_AGENTS); files
+# table2_<game>.*; a second call continues.
+TABLE2_AGENTS ?= PKey-GNN,Transporter-GNN,Control-GNN
+TABLE2_SEEDS ?= 5,5,3
+table2: install
+	$(PY) experiments.py table1 with $(GAME) noise_type=both agents=$(TABLE2_AGENTS) seeds=$(TABLE2_SEEDS) steps=$(STEPS)
 
 clean:
 	rm -rf $(VENV)

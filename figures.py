@@ -360,8 +360,8 @@ def table1_curves(results, env, steps):
         ax.axhline(float(np.mean(results["random"])), color="grey", linestyle="--",
                    label="random policy")
     ax.set_xlim(0, steps)
-    ax.set_title(f"{env}: greedy evaluations during training (dotted: the floors, each run's "
-                 f"policy at the end of its warm-up)", fontsize=9)
+    ax.set_title(f"{env}: greedy evaluations during training\n(dotted: each run's policy at the "
+                 f"end of its warm-up; dash-dotted: old floors)", fontsize=9)
     ax.set_xlabel("environment steps", fontsize=8)
     ax.set_ylabel("evaluation return", fontsize=8)
     ax.legend(fontsize=7)

@@ -455,8 +455,8 @@ def table1_table(records, env, steps, seeds, warmup, sources, date, records_name
              f"{machines_text(records)}. Keypoint runs: {keypoints_text(sources, records)}.",
              "",
              "Each run is scored by its last policy kept by the authors' rule (periodic "
-             "evaluations on episodes of their own, a policy kept at >= 0.95 x the best mean "
-             "so far), with the authors' protocol: greedy episodes for each evaluation seed. "
+             "evaluations, a policy kept at >= 0.95 x the best mean so far), with the "
+             "authors' protocol: greedy episodes for each evaluation seed. "
              "*protocol score*: median over evaluation seeds of the mean over the runs' "
              "policies, +- that seed's pooled std (the paper's). *sticky protocol score*: the "
              "same episodes' seeds with sticky actions (repeat_action_probability 0.25, the "
@@ -464,7 +464,9 @@ def table1_table(records, env, steps, seeds, warmup, sources, date, records_name
              "distinct start states among the protocol's episodes (a greedy policy in the "
              "deterministic emulator replays a repeated start exactly; with bars, sticky "
              "actions or the random policy every episode is its own) and the distinct "
-             "returns of each run's episodes. *seed score*: one run's mean over its episodes. "
+             "returns of each run's episodes. A score, count or time shown as - is not in "
+             "the run's record (measured before it was recorded). *seed score*: one run's "
+             "mean over its episodes. "
              f"*after warm-up*: the floor of an agent, each of its runs' own policy at step "
              f"{warmup}, the end of its warm-up (the checkpoint its first periodic evaluation "
              "kept), scored by the same protocols, no training of its own; the random policy "

@@ -1,4 +1,5 @@
 """make figure2 end to end on tiny data with a tiny budget, and its resume (experiments.py)."""
+import dataclasses
 import importlib
 import json
 import os
@@ -8,8 +9,7 @@ import numpy as np
 import pytest
 
 import experiments
-import plots
-import runs
+import run_folders
 from common import ConfigError
 
 TINY = ["num_frames=400", "num_eval_frames=150", "batch_size=4", "steps_per_epoch=3",
@@ -26,7 +26,7 @@ def run_in_process(script, args):
     module = importlib.import_module(script[:-len(".py")])
     print(" ".join(["python", script, *args]), flush=True)
     try:
-        runs.run_commandline(module.ex, [script, *args])
+        run_folders.run_commandline(module.ex, [script, *args])
     except SystemExit as exit_info:
         if exit_info.code:
             raise ConfigError(f"{script} stopped with exit status {exit_info.code}")
@@ -88,23 +88,6 @@ def test_figure2_refuses_a_bad_budget_before_any_training(tmp_path, one_line_err
     assert not os.listdir(tmp_path)
 
 
-def test_figure2_table_ratios_by_hand():
-    rows = {"none": {"PermaKey": {"precision": 0.6, "recall": 0.7, "spread": 20.0},
-                     "random": {"precision": 0.07, "recall": 0.2}},
-            "both": {"PermaKey": {"precision": 0.54, "recall": 0.6, "spread": 18.0,
-                                  "on_distractor": 0.1, "attraction": 0.35},
-                     "random": {"precision": 0.07, "recall": 0.2, "on_distractor": 0.29,
-                                "attraction": 1.0}}}
-    results = {noise: {"rows": r, "runs": {"permakey": (f"exp/{noise}", 480, 11.0)}}
-               for noise, r in rows.items()}
-    table = plots.figure2_table(results, {"permakey": "PermaKey"}, "mspacman", 30, "CPU X",
-                                "2026-12-04")
-    lines = [line for line in table.splitlines() if line.startswith("| PermaKey")]
-    assert lines[0].split(" | ")[-3:] == ["-", "480", "11.0 |"]       # clean: no robustness
-    assert lines[1].split(" | ")[-3:] == ["0.90", "480", "11.0 |"]    # 0.54 / 0.6
-    assert "CPU X" in table and "BUDGET=30" in table
-
-
 # --------------------------------------------------------------------------------------
 # make games
 
@@ -154,50 +137,135 @@ def test_games_refuses_an_unknown_game_before_any_training(tmp_path, one_line_er
     assert not os.listdir(tmp_path)
 
 
-def test_games_table_by_hand():
-    results = {"seaquest": {
-        "num_keypoints": 10,
-        "rows": {"PermaKey": {"precision": 0.76, "recall": 0.75, "spread": 20.04},
-                 "random": {"precision": 0.07, "recall": float("nan")}},
-        "runs": {"permakey": ("exp/permakey/none/seaquest/10/1", 480, 11.04)}}}
-    table = plots.games_table(results, {"permakey": "PermaKey", "transporter": "Transporter"},
-                              11, "CPU X", "2026-12-04")
-    rows = [line for line in table.splitlines() if line.startswith("| seaquest")]
-    assert rows == ["| seaquest | 10 | PermaKey | 0.760 | 0.750 | 20.0 | 480 | 11.0 |",
-                    "| seaquest | 10 | random | 0.070 | - | - | - | - |"]
-    assert "games with envs=seaquest budget=11" in table and "CPU X" in table
-
-
 # --------------------------------------------------------------------------------------
 # make table1
 
 
-def test_agent_runs_are_matched_by_seed_steps_keypoints_and_agent_args(tmp_path):
-    keypoints = str(tmp_path / "kp")
-    recorded = [{"seed": 0, "num_iters": 260, "batch_size": 2, "eval_seeds": [1, 2]},
-                {"seed": 0, "num_iters": 260, "batch_size": 4, "eval_seeds": [1]},
-                {"seed": 1, "num_iters": 260, "batch_size": 2, "eval_seeds": [1, 2]}]
-    for number, config in enumerate(recorded, 1):
-        os.makedirs(tmp_path / "game" / str(number))
-        with open(tmp_path / "game" / str(number) / "config.json", "w") as f:
-            json.dump(dict(config, vis_ckpt_fname=keypoints), f)
+def test_table1_plan_is_one_measurement_per_run_in_order():
+    kinds = experiments.agent_kinds(["transporter-gnn", "PKey-GNN"])
+    assert kinds == [("Transporter-GNN", "transporter", "gnn"), ("PKey-GNN", "permakey", "gnn")]
+    plan = experiments.table1_plan(kinds, [2, 1], steps=500)
+    # each floor right after the agent run whose checkpoint it scores
+    assert [(m.part, m.agent, m.seed, m.num_iters) for m in plan] == [
+        ("random", "random policy", [0, 1], None),
+        ("agents", "Transporter-GNN", 0, 500), ("floors", "Transporter-GNN", 0, 500),
+        ("agents", "PKey-GNN", 0, 500), ("floors", "PKey-GNN", 0, 500),
+        ("agents", "Transporter-GNN", 1, 500), ("floors", "Transporter-GNN", 1, 500)]
+    assert [m.method for m in plan[:3]] == [None, "transporter", "transporter"]
+    assert plan[2].agent_run == plan[1]
+    control = experiments.table1_plan(experiments.agent_kinds(["Control-GNN"]), [1], 500,
+                                      random=False)
+    assert [m.method for m in control] == ["permakey", "permakey"]  # PermaKey's features
 
-    def found(*agent_args, seed=0):
-        runs_found = experiments.agent_runs(str(tmp_path / "game"), seed, 260, keypoints,
-                                            agent_args)
-        return [int(os.path.basename(d)) for d in runs_found]
 
-    assert found() == [1, 2]
-    assert found("batch_size=2") == [1] and found("batch_size=4", "eval_seeds=1") == [2]
-    assert found("eval_seeds=1,2", "mspacman") == [1] and found("batch_size=2", seed=1) == [3]
-    assert found("batch_size=8") == [] and found("epsilon_end=1.0") == []
+def test_seeds_are_one_count_for_all_agents_or_one_per_agent():
+    kinds = experiments.agent_kinds(["PKey-GNN", "Transporter-GNN", "Control-GNN"])
+    assert experiments.seed_counts(3, kinds) == [3, 3, 3]
+    assert experiments.seed_counts((5, 5, 3), kinds) == [5, 5, 3]
+    for bad in ((5, 3), 0, "3", (5, 5, 0)):
+        with pytest.raises(ConfigError, match="expected a whole number >= 1, or one per agent "
+                                              r"\(3\)"):
+            experiments.seed_counts(bad, kinds)
+
+
+def setup(tmp_path, **changes):
+    values = dict(env="mspacman", num_keypoints=7, warmup=100,
+                  protocol={"eval_seeds": [1, 2], "num_eval_episodes": 2}, agent_args=(),
+                  sources={"permakey": "quick max_minutes=1000", "transporter": "run /kp"},
+                  exp_root=str(tmp_path))
+    return experiments.Table1Setup(**dict(values, **changes))
+
+
+def test_each_measurement_has_a_folder_of_its_own_named_by_its_options(tmp_path):
+    first = experiments.Measurement("agents", "PKey-GNN", 0, 500, "permakey", "gnn")
+    folder = setup(tmp_path).folder(first)
+    assert os.path.dirname(folder) == str(tmp_path / "agents" / "PKey-GNN")
+    assert os.path.basename(folder).startswith("seed0_500steps_")
+    assert setup(tmp_path).agent_dir(first) == os.path.join(folder, "none", "permakey", "gnn",
+                                                            "mspacman")
+    others = [setup(tmp_path).folder(dataclasses.replace(first, seed=1)),
+              setup(tmp_path, warmup=200).folder(first),
+              setup(tmp_path, agent_args=("batch_size=4",)).folder(first),
+              setup(tmp_path, sources={"permakey": "run /other"}).folder(first),
+              setup(tmp_path, protocol={"eval_seeds": [1], "num_eval_episodes": 2}).folder(first)]
+    assert len({folder, *others}) == 6
+    # the key a record is found by: the fields of the records kept beside the table
+    assert setup(tmp_path).key(first) == {
+        "part": "agents", "agent": "PKey-GNN", "seed": 0, "num_iters": 500, "warmup": 100,
+        "protocol": {"eval_seeds": [1, 2], "num_eval_episodes": 2}, "agent_args": [],
+        "keypoints": "quick max_minutes=1000"}
+    # a floor scores the agent run at the end of its warm-up: keyed by that step, so that
+    # it never matches a floor of the old definition (a training of num_iters = warm-up)
+    floor = dataclasses.replace(first, part="floors")
+    assert setup(tmp_path).key(floor) == dict(setup(tmp_path).key(first), part="floors",
+                                              policy_at=100)
+    assert setup(tmp_path).old_floor_key(floor) == dict(setup(tmp_path).key(first),
+                                                        part="floors", num_iters=100)
+    assert os.path.dirname(setup(tmp_path).folder(floor)) == str(tmp_path / "floors" / "PKey-GNN")
+    # the sticky-action protocol evaluates into a folder of its own, inside the measurement's
+    assert setup(tmp_path).agent_dir(first, sticky=True) == os.path.join(
+        folder, "sticky", "none", "permakey", "gnn", "mspacman")
+    assert f"exp_root={folder}/sticky" in setup(tmp_path).args(first, sticky=True)
+    assert "noise_type=both" in setup(tmp_path, noise_type="both").args(first)
+    random = experiments.Measurement("random", "random policy", [0, 1, 2])
+    assert setup(tmp_path).key(random)["keypoints"] is None
+    assert setup(tmp_path).key(random)["warmup"] is None
+    assert os.path.basename(setup(tmp_path).folder(random)).startswith("seeds3_")
+
+
+def test_a_floor_needs_its_agent_run_checkpoint_at_the_end_of_the_warmup(tmp_path):
+    run = tmp_path / "run"
+    os.makedirs(run / "ckpt_selected")
+    (run / "ckpt_selected" / "ckpt-200.index").write_text("")  # eval_every=200, warm-up 100
+    floor = experiments.Measurement("floors", "PKey-GNN", 0, 500, "permakey", "gnn")
+    with pytest.raises(ConfigError, match=r"PKey-GNN after warm-up seed 0: agent run .*run kept "
+                                          r"no checkpoint at step 100, the end of its warm-up"):
+        experiments.measure(setup(tmp_path), floor, None, str(run))
+
+
+def test_a_floor_scores_only_the_run_its_agent_record_names(tmp_path):
+    # an old record may name a folder a later run of another seed reused, or one that is gone
+    run = tmp_path / "agents" / "1"
+    os.makedirs(run)
+    (run / "config.json").write_text('{"seed": 2, "num_iters": 500}')
+    record = {"run": str(run)}
+    agent = experiments.Measurement("agents", "PKey-GNN", 2, 500, "permakey", "gnn")
+    assert experiments.run_of(record, agent) == str(run)
+    assert experiments.run_of(record, dataclasses.replace(agent, seed=0)) is None
+    assert experiments.run_of({"run": str(tmp_path / "gone")}, agent) is None
+    assert experiments.run_of({}, agent) is None
+
+
+def test_the_latest_run_of_a_measurement_folder_is_its_last_numbered_one_with_the_marker(
+        tmp_path):
+    for run_id in (1, 2, 10):
+        os.makedirs(tmp_path / str(run_id))
+    os.makedirs(tmp_path / "_sources")
+    os.makedirs(tmp_path / "2" / "ckpt")
+    assert experiments.latest_run(str(tmp_path), "ckpt") == str(tmp_path / "2")
+    os.makedirs(tmp_path / "10" / "ckpt")
+    assert experiments.latest_run(str(tmp_path), "ckpt") == str(tmp_path / "10")
+    assert experiments.latest_run(str(tmp_path / "missing"), "ckpt") is None
+
+
+def test_a_record_store_adds_one_line_per_record_and_finds_by_key(tmp_path):
+    store = experiments.RecordStore(str(tmp_path / "docs" / "table1_x_runs.json"))
+    assert store.read() == [] and store.find({"agent": "a"}) is None
+    store.add({"agent": "a", "seed": 0, "score": np.float64(1.5)})
+    store.add({"agent": "a", "seed": 1, "score": 2.0})
+    assert store.find({"agent": "a", "seed": 1})["score"] == 2.0
+    assert store.find({"agent": "a", "seed": 2}) is None
+    lines = (tmp_path / "docs" / "table1_x_runs.json").read_text().splitlines()
+    assert lines == ["[", '{"agent": "a", "score": 1.5, "seed": 0},',
+                     '{"agent": "a", "score": 2.0, "seed": 1}', "]"]
 
 
 # Transporter's keypointer acts ~40x cheaper than PermaKey's, so the tiny table trains
 # Transporter-GNN agents; a random policy ends a MsPacman life in ~110-190 steps, so a
-# 200-step warm-up in one environment stores an episode (test_agent_train.SMOKE).
+# 200-step warm-up in one environment stores an episode (test_agent_train.SMOKE). The
+# first periodic evaluation comes at the warm-up's end: the floor's checkpoint.
 TINY_AGENTS = ["num_envs=1", "batch_size=2", "window_size=2", "replay_capacity=10",
-               "eval_every=100", "eval_episodes=2", "eval_time_limit=10", "log_every=50",
+               "eval_every=200", "eval_episodes=2", "eval_time_limit=10", "log_every=50",
                "epsilon_end=1.0"]
 
 
@@ -210,26 +278,60 @@ def table1(tmp_path, tp_run, **updates):
     return experiments.ex.run("table1", config_updates=config).result
 
 
-def test_table1_trains_floors_agents_tabulates_and_continues(tmp_path, tiny_transporter_run,
+def evaluation_json(folder):
+    """The evaluation.json of the one evaluate run in `folder`."""
+    [run] = run_folders.numbered_runs(os.path.join(folder, "evaluate"))
+    return json.load(open(os.path.join(run, "evaluation.json")))
+
+
+def test_table1_trains_agents_floors_tabulates_and_continues(tmp_path, tiny_transporter_run,
                                                             monkeypatch, capsys):
     monkeypatch.setattr(experiments, "run_script", run_in_process)
     results = table1(tmp_path, tiny_transporter_run[1])
     printed = capsys.readouterr().out
-    assert "load_ckpts=random\n" in printed  # one random policy per training seed
+    # one random policy per training seed, scored deterministic and with sticky actions
+    assert printed.count("load_ckpts=random repeat_action_probability=") == 2
     random = np.asarray(results["random"])
     assert random.shape == (2, 1, 2)  # [eval seeds, one random policy per seed, episodes]
-    for part, num_iters in (("floors", 200), ("agents", 260)):
-        records = results[part]["Transporter-GNN"]
-        assert len(records) == 1
-        for seed, record in enumerate(records):
-            config = json.load(open(os.path.join(record["run"], "config.json")))
-            assert (config["seed"], config["num_iters"]) == (seed, num_iters)
-            assert config["kpt_encoder_type"] == "gnn"
-            evaluations = json.load(open(os.path.join(record["run"], "evaluations.json")))
-            assert record["step"] == [e["step"] for e in evaluations if e["selected"]][-1]
-            assert np.shape(record["returns"]) == (2, 2)
-            assert record["score"] == pytest.approx(np.mean(record["returns"]))
-            assert record["seconds"] > 0 and record["cpus"]
+    [agent] = results["agents"]["Transporter-GNN"]
+    [floor] = results["floors"]["Transporter-GNN"]
+    config = json.load(open(os.path.join(agent["run"], "config.json")))
+    assert (config["seed"], config["num_iters"], config["warmup_steps"]) == (0, 260, 200)
+    assert config["kpt_encoder_type"] == "gnn"
+    evaluations = json.load(open(os.path.join(agent["run"], "evaluations.json")))
+    assert agent["step"] == [e["step"] for e in evaluations if e["selected"]][-1]
+    assert agent["seconds"] > 0 and agent["cpus"] and "policy_at" not in agent
+    # the run is the one numbered folder of the measurement's own folder
+    assert agent["run"].startswith(str(tmp_path / "exp" / "agents" / "Transporter-GNN"
+                                       / "seed0_260steps_"))
+    assert agent["run"].endswith(os.path.join("none", "transporter", "gnn", "mspacman", "1"))
+    # the floor is no training: the protocol scores the agent run's checkpoint at step 200
+    assert floor["run"] == agent["run"] and floor["step"] == floor["policy_at"] == 200
+    assert floor["num_iters"] == 260 and floor["seconds"] is None
+    assert f"load_ckpts={os.path.abspath(agent['run'])}@200 " in printed
+    the_setup = experiments.Table1Setup(
+        "mspacman", 3, 200, {"eval_seeds": [1, 2], "num_eval_episodes": 2}, tuple(TINY_AGENTS),
+        {"permakey": "quick max_minutes=1000",
+         "transporter": "run " + os.path.realpath(tiny_transporter_run[1])},
+        str(tmp_path / "exp"))
+    floor_m = experiments.Measurement("floors", "Transporter-GNN", 0, 260, "transporter", "gnn")
+    for sticky, prefix, probability in ((False, "", 0.0), (True, "sticky_", 0.25)):
+        evaluation = evaluation_json(the_setup.agent_dir(floor_m, sticky))
+        assert evaluation["policy_steps"] == [200]
+        assert evaluation["repeat_action_probability"] == probability
+        assert floor[prefix + "returns"] == [row[0] for row in evaluation["returns"]]
+        assert floor[prefix + "distinct_starts"] == evaluation["distinct_starts"]
+        assert floor[prefix + "distinct_returns"] == evaluation["distinct_returns"][0]
+    for record in (agent, floor):
+        assert np.shape(record["returns"]) == np.shape(record["sticky_returns"]) == (2, 2)
+        assert record["score"] == pytest.approx(np.mean(record["returns"]))
+        assert record["sticky_score"] == pytest.approx(np.mean(record["sticky_returns"]))
+        assert 1 <= record["distinct_starts"] <= 4 and record["sticky_distinct_starts"] == 4
+        assert record["protocol_seconds"] > 0 and record["sticky_protocol_seconds"] > 0
+        # every record names the keypoint checkpoint its agent read
+        assert record["keypoint_checkpoint"] == run_folders.checkpoint_digest(
+            tiny_transporter_run[1])
+        assert record["keypoint_method"] == "transporter"
     docs = tmp_path / "docs"
     # a budget other than Atari-100k's gets its own files, never replacing that table
     assert sorted(os.listdir(docs)) == ["table1_mspacman_260steps.md",
@@ -238,32 +340,33 @@ def test_table1_trains_floors_agents_tabulates_and_continues(tmp_path, tiny_tran
     records_path = docs / "table1_mspacman_260steps_runs.json"
     records = json.loads(records_path.read_text())
     assert [(r["part"], r["agent"], r["seed"]) for r in records] == [
-        ("random", "random policy", [0]), ("floors", "Transporter-GNN", 0),
-        ("agents", "Transporter-GNN", 0)]
-    assert records[2]["keypoint_checkpoint"] == records[1]["keypoint_checkpoint"]
-    assert records[2]["score"] == results["agents"]["Transporter-GNN"][0]["score"]
+        ("random", "random policy", [0]), ("agents", "Transporter-GNN", 0),
+        ("floors", "Transporter-GNN", 0)]
+    assert records[1]["score"] == agent["score"]
     table = (docs / "table1_mspacman_260steps.md").read_text()
-    for row in ("| Transporter-GNN | 1/1 |", "| Transporter-GNN, warm-up only | 1/1 |",
+    for row in ("| Transporter-GNN | 1/1 |", "| Transporter-GNN after warm-up | 1/1 |",
                 "| random policy | 1/1 |", "| Transporter-GNN - random policy |",
-                "| Transporter-GNN - Transporter-GNN, warm-up only |"):
+                "| Transporter-GNN - Transporter-GNN after warm-up |",
+                "| Transporter-GNN - Transporter-GNN after warm-up, sticky |"):
         assert table.count(row) == 1, row
 
     # A second call skips every finished run and measurement; an interrupted run (here:
     # one whose Sacred record says it stopped, and so has no record beside the table)
-    # resumes in its own folder.
-    interrupted = results["agents"]["Transporter-GNN"][0]["run"]
+    # resumes in its own folder, and its floor is scored from the evaluations kept.
+    interrupted = agent["run"]
     record = os.path.join(interrupted, "run.json")
     stopped = json.load(open(record))
     stopped["status"] = "INTERRUPTED"
     json.dump(stopped, open(record, "w"))
-    records_path.write_text(json.dumps(records[:2]))
+    records_path.write_text(json.dumps(records[:1]))
     again = table1(tmp_path, tiny_transporter_run[1])
     printed = capsys.readouterr().out
-    assert printed.count(": recorded in") == 2 and f"resume_dir={interrupted}" in printed
+    assert printed.count(": recorded in") == 1 and f"resume_dir={interrupted}" in printed
     assert "evaluate" not in printed  # the protocol scores were kept
     assert again["agents"]["Transporter-GNN"][0]["run"] == interrupted
-    assert again["agents"]["Transporter-GNN"][0]["score"] == \
-        results["agents"]["Transporter-GNN"][0]["score"]
+    for part in ("agents", "floors"):
+        assert again[part]["Transporter-GNN"][0]["score"] == \
+            results[part]["Transporter-GNN"][0]["score"]
     table = (docs / "table1_mspacman_260steps.md").read_text()
 
     # On a machine without the run folders, the records beside the table make it again
@@ -294,6 +397,140 @@ def test_table1_trains_floors_agents_tabulates_and_continues(tmp_path, tiny_tran
     assert "| Transporter-GNN | 1/1 |" in table and "| Transporter |" not in table
 
 
+def fake_agent_train(calls):
+    """experiments.run_script for agent_train.py without training or playing: a training
+    makes a finished run folder whose selected checkpoints are at the warm-up's end and
+    at num_iters; an evaluation writes the evaluation.json evaluate would, with returns
+    base + 4 x (eval seed index) + 2 x (episode), base = selected step / 1000 + 10 x the
+    run's seed (+ 50 with sticky actions; 7 for the random policies)."""
+    def run_script(script, args):
+        assert script == "agent_train.py"
+        calls.append(args)
+        config = dict(arg.split("=", 1) for arg in args if "=" in arg)
+        folder = os.path.join(config["exp_root"], config["noise_type"], config["kp_type"],
+                              config["kpt_encoder_type"], "mspacman")
+        if args[0] != "evaluate":
+            run = os.path.join(folder, "1")
+            for step in (config["warmup_steps"], config["num_iters"]):
+                os.makedirs(os.path.join(run, "ckpt_selected"), exist_ok=True)
+                open(os.path.join(run, "ckpt_selected", f"ckpt-{step}.index"), "w").close()
+            os.makedirs(os.path.join(run, "ckpt"))
+            for name, value in (("run.json", {"command": "train", "status": "COMPLETED"}),
+                                ("config.json", {"seed": int(config["seed"]),
+                                                 "num_iters": int(config["num_iters"])}),
+                                ("time.json", {"seconds": 1200.0, "cpus": [0, 1]}),
+                                ("evaluations.json", [{"step": 10000, "mean": 5.0,
+                                                       "distinct_starts": 4}])):
+                json.dump(value, open(os.path.join(run, name), "w"))
+            return
+        sticky = float(config["repeat_action_probability"])
+        policies, returns = [], []
+        for policy in config["load_ckpts"].split(","):
+            run, _, step = policy.partition("@")
+            if run == "random":
+                base, step = 7, None
+            else:
+                step = int(step or 100000)
+                base = step // 1000 + 10 * json.load(open(os.path.join(run, "config.json")))["seed"]
+            policies.append((run, step))
+            base += 50 if sticky else 0
+            returns.append([[base + 4 * i + 2 * e for e in range(2)] for i in range(2)])
+        out = os.path.join(folder, "evaluate", str(len(run_folders.numbered_runs(
+            os.path.join(folder, "evaluate"))) + 1))
+        os.makedirs(out)
+        json.dump({"command": "evaluate", "status": "COMPLETED",
+                   "start_time": "2026-12-08T10:00:00", "stop_time": "2026-12-08T10:03:00"},
+                  open(os.path.join(out, "run.json"), "w"))
+        json.dump({"policies": [run for run, _ in policies], "policy_steps": [
+            step for _, step in policies], "eval_seeds": [1, 2],
+            "returns": np.transpose(returns, (1, 0, 2)).tolist(),               # [S, P, E]
+            "repeat_action_probability": sticky, "distinct_starts": 4 if sticky else 3,
+            "distinct_returns": [2] * len(policies),
+            "keypoint_models": [{"run": "kp", "load": "best", "digest": "abc",
+                                 "precision": 0.5}] * len(policies)},
+            open(os.path.join(out, "evaluation.json"), "w"))
+    return run_script
+
+
+def test_table2_scores_floors_at_the_warmup_with_sticky_actions_into_its_own_files(
+        tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(experiments, "run_script", fake_agent_train(calls))
+    monkeypatch.setattr(experiments, "machine_name", lambda: "CPU X")
+    kp_runs = {name: tmp_path / name for name in ("pkey", "tp")}
+    for folder in kp_runs.values():
+        folder.mkdir()
+    protocol = {"eval_seeds": [1, 2], "num_eval_episodes": 2}
+    docs = tmp_path / "docs"
+    # a floor of the old definition, recorded: a training of num_iters = the warm-up
+    the_setup = experiments.Table1Setup(
+        "mspacman", 7, 10000, protocol, (), {
+            "permakey": "run " + os.path.realpath(kp_runs["pkey"]),
+            "transporter": "run " + os.path.realpath(kp_runs["tp"])},
+        str(tmp_path / "exp"), "both")
+    floor = experiments.Measurement("floors", "Transporter-GNN", 0, 100000, "transporter",
+                                    "gnn")
+    old = dict(the_setup.old_floor_key(floor), run="old/1", step=10000, score=3.0,
+               returns=[[2.0, 4.0], [2.0, 4.0]], seconds=60.0)
+    experiments.RecordStore(str(docs / "table2_mspacman_runs.json")).add(old)
+    results = experiments.ex.run("table1", config_updates={
+        "noise_type": "both", "agents": "Transporter-GNN,Control-GNN", "seeds": (2, 1),
+        "pkey_run": str(kp_runs["pkey"]), "tp_run": str(kp_runs["tp"]),
+        "eval_seeds": [1, 2], "num_eval_episodes": 2, "exp_root": str(tmp_path / "exp"),
+        "out_dir": str(docs)}).result
+    capsys.readouterr()
+    assert all("noise_type=both" in args for args in calls)
+    trainings = [args for args in calls if args[0] != "evaluate"]
+    assert [(a[-1], a[4]) for a in trainings] == [
+        ("seed=0", "kp_type=transporter"), ("seed=0", "kp_type=fixed"),
+        ("seed=1", "kp_type=transporter")]
+    # every measurement is scored twice, each protocol into its own folder; a floor
+    # scores its agent run's checkpoint at the warm-up's end, right after that run
+    evaluations = [dict(a.split("=", 1) for a in args if "=" in a) for args in calls
+                   if args[0] == "evaluate"]
+    assert [e["repeat_action_probability"] for e in evaluations] == ["0.0", "0.25"] * 7
+    assert all(e["exp_root"].endswith(os.sep + "sticky") for e in evaluations[1::2])
+    [agent0, agent1] = results["agents"]["Transporter-GNN"]
+    assert calls.index(trainings[0]) < calls.index(trainings[1])
+    assert [e["load_ckpts"] for e in evaluations[2:6]] == [
+        os.path.abspath(agent0["run"])] * 2 + [os.path.abspath(agent0["run"]) + "@10000"] * 2
+    assert sorted(os.listdir(docs)) == ["table2_mspacman.md", "table2_mspacman_curves.png",
+                                        "table2_mspacman_runs.json"]
+    # returns base + (0, 2 | 4, 6): seed score base + 3, each eval seed's mean base + 1
+    # and base + 5 (the lower middle: base + 1), pooled std 1
+    assert (agent0["score"], agent1["score"], agent0["sticky_score"]) == (103, 113, 153)
+    [floor0, floor1] = results["floors"]["Transporter-GNN"]
+    assert (floor0["score"], floor1["sticky_score"], floor0["step"]) == (13, 73, 10000)
+    assert results["old_floors"]["Transporter-GNN"] == [old]
+    table = (docs / "table2_mspacman.md").read_text()
+    assert table.startswith("# Table 2 on a CPU: mspacman with distractor bars (noise both), "
+                            "100000 environment steps, training seeds Transporter-GNN 2, "
+                            "Control-GNN 1\n")
+    assert "`make table2 GAME=mspacman TABLE2_SEEDS=2,1 STEPS=100000`" in table
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in table.splitlines()
+            if line.startswith("| ")}
+    # two runs of bases 100 and 110: each eval seed's mean 106 and 110, pooled std 1
+    assert rows["Transporter-GNN"][:8] == [
+        "2/2", "106 +- 1", "3/4 starts; 2, 2 returns", "156 +- 1", "4/4 starts; 2, 2 returns",
+        "108 +- 7", "103, 113", "100000, 100000"]
+    assert rows["Transporter-GNN"][8:] == ["20, 20", "3.0/3.0, 3.0/3.0", "abc |"]
+    assert rows["Transporter-GNN after warm-up"][:3] == ["2/2", "16 +- 1",
+                                                         "3/4 starts; 2, 2 returns"]
+    assert rows["Transporter-GNN after warm-up"][7:9] == ["10000, 10000", "-, -"]
+    assert rows["Control-GNN"][:2] == ["1/1", "101 +- 1"]
+    assert rows["Transporter-GNN, warm-up only †"][:3] == ["1/2", "3 +- 1", "-"]
+    assert rows["random policy"][:4] == ["2/2", "8 +- 1", "3/4 starts; 2, 2 returns", "58 +- 1"]
+    # the differences under both protocols: 100 + 3 - (10 + 3) = 90 for either seed
+    assert rows["Transporter-GNN - Transporter-GNN after warm-up"][0] == "90"
+    assert rows["Transporter-GNN - Transporter-GNN after warm-up, sticky"][0] == "90"
+    assert rows["Transporter-GNN - Transporter-GNN, warm-up only †"][0] == "105"
+    assert "Transporter-GNN, warm-up only †, sticky" not in table  # not measured sticky
+    assert "† A floor measured under the old definition" in table
+    assert "`old/1` (lost, score only)" not in table and "`old/1`" in table
+    assert f"`{agent0['run']}@10000`" in table
+    assert "precision 0.50" in table
+
+
 def test_table1_refuses_bad_agents_and_budgets_before_any_training(tmp_path, one_line_error):
     line = one_line_error(experiments.ex, "table1", {"agents": "PKey-GNN,Nope",
                                                       "exp_root": str(tmp_path)})
@@ -320,65 +557,3 @@ def test_table1_refuses_bad_agents_and_budgets_before_any_training(tmp_path, one
     assert line == ("error: only_recorded=True: no runs recorded in "
                     f"{docs}/table1_mspacman_runs.json")
     assert os.listdir(docs) == ["table1_mspacman_runs.json"]
-
-
-def test_bootstrap_difference_by_hand():
-    assert plots.bootstrap_difference([1, 1, 1], [0, 0, 0]) == (1.0, (1.0, 1.0))
-    assert plots.bootstrap_difference([3, 5], [1]) == (3.0, None)  # one seed: no interval
-    # a resample of [0, 2, 4] is all 0s (or all 4s) with probability 1/27 > 2.5%
-    assert plots.bootstrap_difference([0, 2, 4], [0, 0, 0]) == (2.0, (0.0, 4.0))
-
-
-def test_table1_table_by_hand():
-    def record(score, step):
-        return {"run": f"runs/{score}", "step": step, "returns": [[score - 1, score + 1]] * 2,
-                "score": float(score), "seconds": 600.0, "evaluations": []}
-    results = {"agents": {"Control-GNN": [record(300, 10), record(300, 20), record(300, 30)],
-                          "PKey-GNN": [record(500, 10), record(700, 20), record(600, 30)]},
-               "floors": {"PKey-GNN": [record(200, 5), record(200, 5), record(200, 5)]},
-               "random": [[[250, 250], [250, 250], [250, 250]]] * 2}
-    table = plots.table1_table(results, "mspacman", 1000, 3, 5, {"permakey": "kp"}, "CPU X",
-                               "2026-12-04", "table1_mspacman_runs.json")
-    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in table.splitlines()
-            if line.startswith("| ")}
-    # protocol: both evaluation seeds have mean 600 over the three policies
-    assert rows["PKey-GNN"][:5] == ["3/3", "600 +- 1", "600 +- 100", "500, 700, 600",
-                                    "10, 20, 30"]
-    assert rows["random policy"][:4] == ["3/3", "250 +- 0", "250 +- 0", "250, 250, 250"]
-    assert rows["PKey-GNN - Control-GNN"][0] == "300"
-    assert rows["PKey-GNN - Control-GNN"][2].startswith("yes")  # every resample > 0
-    assert rows["PKey-GNN - random policy"][0] == "350"
-    assert rows["PKey-GNN - PKey-GNN, warm-up only"][0] == "400"
-    assert "CPU X" in table and "SEEDS=3" in table
-    # rows in the agents' fixed order (plots.AGENT_KINDS), not in the order measured
-    assert list(rows)[1:5] == ["PKey-GNN", "Control-GNN", "PKey-GNN, warm-up only",
-                               "random policy"]
-
-    # a run recorded with its score only (its episodes lost) leaves the row's protocol
-    # score out, and nothing else
-    del results["agents"]["PKey-GNN"][1]["returns"]
-    table = plots.table1_table(results, "mspacman", 1000, 3, 5, {"permakey": "kp"}, "CPU X",
-                               "2026-12-04", "table1_mspacman_runs.json")
-    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in table.splitlines()
-            if line.startswith("| ")}
-    assert rows["PKey-GNN"][:4] == ["3/3", "-", "600 +- 100", "500, 700, 600"]
-    assert "- PKey-GNN: `runs/500`, `runs/700` (lost, score only), `runs/600`" in table
-    assert rows["PKey-GNN - Control-GNN"][0] == "300"
-
-
-def test_table1_curves_average_seeds_where_all_have_evaluated():
-    def record(points):
-        return {"evaluations": [{"step": s, "mean": m} for s, m in points], "score": 300.0}
-    results = {"agents": {"PKey-GNN": [record([(10, 100), (20, 300)]), record([(10, 300)])],
-                          "Control-GNN": [record([(10, 50)]), record([])]},
-               "floors": {"PKey-GNN": [{"score": 200.0}] * 3}, "random": [[[250, 230]]]}
-    fig = plots.table1_curves(results, "mspacman", 20)
-    ax = fig.axes[0]
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["PKey-GNN (2 seeds)", "Control-GNN (1 seed of 2)",
-                      "PKey-GNN after warm-up (3 seeds)", "random policy"]
-    lines = {line.get_label(): line for line in ax.get_lines()}
-    # the thick line: only step 10 has both seeds' evaluations, mean (100 + 300) / 2
-    assert list(lines["PKey-GNN (2 seeds)"].get_xydata().tolist()) == [[10, 200]]
-    assert lines["random policy"].get_ydata()[0] == 240
-    plots.plt.close(fig)
