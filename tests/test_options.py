@@ -48,7 +48,7 @@ BAD_VALUES = [
     (experiments, "figure2", "budget", 0, "a positive number"),
     (experiments, "figure2", "num_keypoints", 0, "an integer >= 1"),
     (experiments, "games", "budget", -1, "a positive number"),
-    (experiments, "table1", "seeds", 0, "an integer >= 1"),
+    (experiments, "table1", "seeds", 0, "a whole number >= 1, or one per agent (3)"),
     (experiments, "table1", "warmup", 0, "an integer >= 1"),
     (experiments, "table1", "num_eval_episodes", -1, "an integer >= 1"),
 ]
@@ -61,7 +61,7 @@ def test_bad_value_is_refused_before_any_work(script, command, option, value, ac
     places = {"data_dir": str(tmp_path / "data"), "exp_root": str(tmp_path),
               "out_dir": str(tmp_path / "docs"), "run_dir": str(tmp_path / "run"),
               "save_base_dir": str(tmp_path)}  # where the script would write, were it to
-    keys = set(script.ex.configurations[0]())
+    keys = {key for scope in script.ex.configurations for key in scope()}
     config = dict({key: path for key, path in places.items() if key in keys}, **{option: value})
     line = one_line_error(script.ex, command, config)
     assert line == f"error: {option}={value!r}: expected {accepted}"
