@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test demo bench figure2 games table1 table2 clean
+.PHONY: install test demo bench figure2 games table1 table2 probes clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,14 @@ TABLE2_AGENTS ?= PKey-GNN,Transporter-GNN,Control-GNN
 TABLE2_SEEDS ?= 5,5,3
 table2: install
 	$(PY) experiments.py table1 with $(GAME) noise_type=both agents=$(TABLE2_AGENTS) seeds=$(TABLE2_SEEDS) steps=$(STEPS)
+
+# AtariARI-style linear probes (issue 40, docs/probes.md): for each game of GAMES (default
+# MsPacman, Seaquest, Frostbite, BattleZone) and keypoint seed (PROBE_SEEDS: one count for
+# all games; default 3 on MsPacman and Seaquest, 1 on the others), table1's keypoint runs
+# (trained if missing), then one probe per RAM variable on every representation:
+# docs/results/probes_table.md; a second call continues. `make probes GAMES=mspacman PROBE_SEEDS=1`.
+probes: install
+	$(PY) experiments.py probes with $(if $(GAMES),probe_games=$(GAMES)) $(if $(PROBE_SEEDS),probe_seeds=$(PROBE_SEEDS))
 
 clean:
 	rm -rf $(VENV)

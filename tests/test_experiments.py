@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 import experiments
+import runner
+import agent_tables
 import run_folders
 from common import ConfigError
 
@@ -21,7 +23,7 @@ SMALL_PERMAKEY = ["lsp_layers=(0,)", "patch_sizes=(2,)", "latent_dim_size=4"]
 
 
 def run_in_process(script, args):
-    """experiments.run_script without a new process (the same command line, through
+    """runner.run_script without a new process (the same command line, through
     Sacred's command-line parser): seconds instead of a TensorFlow start per call."""
     module = importlib.import_module(script[:-len(".py")])
     print(" ".join(["python", script, *args]), flush=True)
@@ -34,7 +36,7 @@ def run_in_process(script, args):
 
 def test_run_script_runs_a_script_in_its_own_process_and_says_when_it_failed(capsys):
     with pytest.raises(ConfigError, match="agent_train.py stopped with exit status 2"):
-        experiments.run_script("agent_train.py", ["with", "nosuchgame"])
+        runner.run_script("agent_train.py", ["with", "nosuchgame"])
     assert capsys.readouterr().out.startswith("python agent_train.py with nosuchgame")
 
 
@@ -50,7 +52,7 @@ def figure2(tmp_path, data_dir):
 
 def test_figure2_trains_compares_tabulates_and_continues(tmp_path, tiny_data_dir, monkeypatch,
                                                          capsys):
-    monkeypatch.setattr(experiments, "run_script", run_in_process)
+    monkeypatch.setattr(runner, "run_script", run_in_process)
     results = figure2(tmp_path, tiny_data_dir)
     printed = capsys.readouterr().out
     rows = results["both"]["rows"]
@@ -142,9 +144,9 @@ def test_games_refuses_an_unknown_game_before_any_training(tmp_path, one_line_er
 
 
 def test_table1_plan_is_one_measurement_per_run_in_order():
-    kinds = experiments.agent_kinds(["transporter-gnn", "PKey-GNN"])
+    kinds = agent_tables.agent_kinds(["transporter-gnn", "PKey-GNN"])
     assert kinds == [("Transporter-GNN", "transporter", "gnn"), ("PKey-GNN", "permakey", "gnn")]
-    plan = experiments.table1_plan(kinds, [2, 1], steps=500)
+    plan = agent_tables.table1_plan(kinds, [2, 1], steps=500)
     # each floor right after the agent run whose checkpoint it scores
     assert [(m.part, m.agent, m.seed, m.num_iters) for m in plan] == [
         ("random", "random policy", [0, 1], None),
@@ -153,19 +155,19 @@ def test_table1_plan_is_one_measurement_per_run_in_order():
         ("agents", "Transporter-GNN", 1, 500), ("floors", "Transporter-GNN", 1, 500)]
     assert [m.method for m in plan[:3]] == [None, "transporter", "transporter"]
     assert plan[2].agent_run == plan[1]
-    control = experiments.table1_plan(experiments.agent_kinds(["Control-GNN"]), [1], 500,
+    control = agent_tables.table1_plan(agent_tables.agent_kinds(["Control-GNN"]), [1], 500,
                                       random=False)
     assert [m.method for m in control] == ["permakey", "permakey"]  # PermaKey's features
 
 
 def test_seeds_are_one_count_for_all_agents_or_one_per_agent():
-    kinds = experiments.agent_kinds(["PKey-GNN", "Transporter-GNN", "Control-GNN"])
-    assert experiments.seed_counts(3, kinds) == [3, 3, 3]
-    assert experiments.seed_counts((5, 5, 3), kinds) == [5, 5, 3]
+    kinds = agent_tables.agent_kinds(["PKey-GNN", "Transporter-GNN", "Control-GNN"])
+    assert agent_tables.seed_counts(3, kinds) == [3, 3, 3]
+    assert agent_tables.seed_counts((5, 5, 3), kinds) == [5, 5, 3]
     for bad in ((5, 3), 0, "3", (5, 5, 0)):
         with pytest.raises(ConfigError, match="expected a whole number >= 1, or one per agent "
                                               r"\(3\)"):
-            experiments.seed_counts(bad, kinds)
+            agent_tables.seed_counts(bad, kinds)
 
 
 def setup(tmp_path, **changes):
@@ -173,11 +175,11 @@ def setup(tmp_path, **changes):
                   protocol={"eval_seeds": [1, 2], "num_eval_episodes": 2}, agent_args=(),
                   sources={"permakey": "quick max_minutes=1000", "transporter": "run /kp"},
                   exp_root=str(tmp_path))
-    return experiments.Table1Setup(**dict(values, **changes))
+    return agent_tables.Table1Setup(**dict(values, **changes))
 
 
 def test_each_measurement_has_a_folder_of_its_own_named_by_its_options(tmp_path):
-    first = experiments.Measurement("agents", "PKey-GNN", 0, 500, "permakey", "gnn")
+    first = agent_tables.Measurement("agents", "PKey-GNN", 0, 500, "permakey", "gnn")
     folder = setup(tmp_path).folder(first)
     assert os.path.dirname(folder) == str(tmp_path / "agents" / "PKey-GNN")
     assert os.path.basename(folder).startswith("seed0_500steps_")
@@ -207,7 +209,7 @@ def test_each_measurement_has_a_folder_of_its_own_named_by_its_options(tmp_path)
         folder, "sticky", "none", "permakey", "gnn", "mspacman")
     assert f"exp_root={folder}/sticky" in setup(tmp_path).args(first, sticky=True)
     assert "noise_type=both" in setup(tmp_path, noise_type="both").args(first)
-    random = experiments.Measurement("random", "random policy", [0, 1, 2])
+    random = agent_tables.Measurement("random", "random policy", [0, 1, 2])
     assert setup(tmp_path).key(random)["keypoints"] is None
     assert setup(tmp_path).key(random)["warmup"] is None
     assert os.path.basename(setup(tmp_path).folder(random)).startswith("seeds3_")
@@ -217,10 +219,10 @@ def test_a_floor_needs_its_agent_run_checkpoint_at_the_end_of_the_warmup(tmp_pat
     run = tmp_path / "run"
     os.makedirs(run / "ckpt_selected")
     (run / "ckpt_selected" / "ckpt-200.index").write_text("")  # eval_every=200, warm-up 100
-    floor = experiments.Measurement("floors", "PKey-GNN", 0, 500, "permakey", "gnn")
+    floor = agent_tables.Measurement("floors", "PKey-GNN", 0, 500, "permakey", "gnn")
     with pytest.raises(ConfigError, match=r"PKey-GNN after warm-up seed 0: agent run .*run kept "
                                           r"no checkpoint at step 100, the end of its warm-up"):
-        experiments.measure(setup(tmp_path), floor, None, str(run))
+        agent_tables.measure(setup(tmp_path), floor, None, str(run))
 
 
 def test_a_floor_scores_only_the_run_its_agent_record_names(tmp_path):
@@ -229,11 +231,11 @@ def test_a_floor_scores_only_the_run_its_agent_record_names(tmp_path):
     os.makedirs(run)
     (run / "config.json").write_text('{"seed": 2, "num_iters": 500}')
     record = {"run": str(run)}
-    agent = experiments.Measurement("agents", "PKey-GNN", 2, 500, "permakey", "gnn")
-    assert experiments.run_of(record, agent) == str(run)
-    assert experiments.run_of(record, dataclasses.replace(agent, seed=0)) is None
-    assert experiments.run_of({"run": str(tmp_path / "gone")}, agent) is None
-    assert experiments.run_of({}, agent) is None
+    agent = agent_tables.Measurement("agents", "PKey-GNN", 2, 500, "permakey", "gnn")
+    assert agent_tables.run_of(record, agent) == str(run)
+    assert agent_tables.run_of(record, dataclasses.replace(agent, seed=0)) is None
+    assert agent_tables.run_of({"run": str(tmp_path / "gone")}, agent) is None
+    assert agent_tables.run_of({}, agent) is None
 
 
 def test_the_latest_run_of_a_measurement_folder_is_its_last_numbered_one_with_the_marker(
@@ -242,14 +244,14 @@ def test_the_latest_run_of_a_measurement_folder_is_its_last_numbered_one_with_th
         os.makedirs(tmp_path / str(run_id))
     os.makedirs(tmp_path / "_sources")
     os.makedirs(tmp_path / "2" / "ckpt")
-    assert experiments.latest_run(str(tmp_path), "ckpt") == str(tmp_path / "2")
+    assert runner.latest_run(str(tmp_path), "ckpt") == str(tmp_path / "2")
     os.makedirs(tmp_path / "10" / "ckpt")
-    assert experiments.latest_run(str(tmp_path), "ckpt") == str(tmp_path / "10")
-    assert experiments.latest_run(str(tmp_path / "missing"), "ckpt") is None
+    assert runner.latest_run(str(tmp_path), "ckpt") == str(tmp_path / "10")
+    assert runner.latest_run(str(tmp_path / "missing"), "ckpt") is None
 
 
 def test_a_record_store_adds_one_line_per_record_and_finds_by_key(tmp_path):
-    store = experiments.RecordStore(str(tmp_path / "docs" / "table1_x_runs.json"))
+    store = agent_tables.RecordStore(str(tmp_path / "docs" / "table1_x_runs.json"))
     assert store.read() == [] and store.find({"agent": "a"}) is None
     store.add({"agent": "a", "seed": 0, "score": np.float64(1.5)})
     store.add({"agent": "a", "seed": 1, "score": 2.0})
@@ -286,7 +288,7 @@ def evaluation_json(folder):
 
 def test_table1_trains_agents_floors_tabulates_and_continues(tmp_path, tiny_transporter_run,
                                                             monkeypatch, capsys):
-    monkeypatch.setattr(experiments, "run_script", run_in_process)
+    monkeypatch.setattr(runner, "run_script", run_in_process)
     results = table1(tmp_path, tiny_transporter_run[1])
     printed = capsys.readouterr().out
     # one random policy per training seed, scored deterministic and with sticky actions
@@ -309,12 +311,12 @@ def test_table1_trains_agents_floors_tabulates_and_continues(tmp_path, tiny_tran
     assert floor["run"] == agent["run"] and floor["step"] == floor["policy_at"] == 200
     assert floor["num_iters"] == 260 and floor["seconds"] is None
     assert f"load_ckpts={os.path.abspath(agent['run'])}@200 " in printed
-    the_setup = experiments.Table1Setup(
+    the_setup = agent_tables.Table1Setup(
         "mspacman", 3, 200, {"eval_seeds": [1, 2], "num_eval_episodes": 2}, tuple(TINY_AGENTS),
         {"permakey": "quick max_minutes=1000",
          "transporter": "run " + os.path.realpath(tiny_transporter_run[1])},
         str(tmp_path / "exp"))
-    floor_m = experiments.Measurement("floors", "Transporter-GNN", 0, 260, "transporter", "gnn")
+    floor_m = agent_tables.Measurement("floors", "Transporter-GNN", 0, 260, "transporter", "gnn")
     for sticky, prefix, probability in ((False, "", 0.0), (True, "sticky_", 0.25)):
         evaluation = evaluation_json(the_setup.agent_dir(floor_m, sticky))
         assert evaluation["policy_steps"] == [200]
@@ -398,7 +400,7 @@ def test_table1_trains_agents_floors_tabulates_and_continues(tmp_path, tiny_tran
 
 
 def fake_agent_train(calls):
-    """experiments.run_script for agent_train.py without training or playing: a training
+    """runner.run_script for agent_train.py without training or playing: a training
     makes a finished run folder whose selected checkpoints are at the warm-up's end and
     at num_iters; an evaluation writes the evaluation.json evaluate would, with returns
     base + 4 x (eval seed index) + 2 x (episode), base = selected step / 1000 + 10 x the
@@ -455,24 +457,24 @@ def fake_agent_train(calls):
 def test_table2_scores_floors_at_the_warmup_with_sticky_actions_into_its_own_files(
         tmp_path, monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr(experiments, "run_script", fake_agent_train(calls))
-    monkeypatch.setattr(experiments, "machine_name", lambda: "CPU X")
+    monkeypatch.setattr(runner, "run_script", fake_agent_train(calls))
+    monkeypatch.setattr(runner, "machine_name", lambda: "CPU X")
     kp_runs = {name: tmp_path / name for name in ("pkey", "tp")}
     for folder in kp_runs.values():
         folder.mkdir()
     protocol = {"eval_seeds": [1, 2], "num_eval_episodes": 2}
     docs = tmp_path / "docs"
     # a floor of the old definition, recorded: a training of num_iters = the warm-up
-    the_setup = experiments.Table1Setup(
+    the_setup = agent_tables.Table1Setup(
         "mspacman", 7, 10000, protocol, (), {
             "permakey": "run " + os.path.realpath(kp_runs["pkey"]),
             "transporter": "run " + os.path.realpath(kp_runs["tp"])},
         str(tmp_path / "exp"), "both")
-    floor = experiments.Measurement("floors", "Transporter-GNN", 0, 100000, "transporter",
+    floor = agent_tables.Measurement("floors", "Transporter-GNN", 0, 100000, "transporter",
                                     "gnn")
     old = dict(the_setup.old_floor_key(floor), run="old/1", step=10000, score=3.0,
                returns=[[2.0, 4.0], [2.0, 4.0]], seconds=60.0)
-    experiments.RecordStore(str(docs / "table2_mspacman_runs.json")).add(old)
+    agent_tables.RecordStore(str(docs / "table2_mspacman_runs.json")).add(old)
     results = experiments.ex.run("table1", config_updates={
         "noise_type": "both", "agents": "Transporter-GNN,Control-GNN", "seeds": (2, 1),
         "pkey_run": str(kp_runs["pkey"]), "tp_run": str(kp_runs["tp"]),
