@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-import figures
 import runner
 import tables
 from agent_runs import policy_checkpoint, selected_steps
@@ -25,14 +24,6 @@ from common import (ConfigError, as_list, atomic_path, numpy_scalar,
                     read_json)
 from games import env_name
 from keypoint_models import KEYPOINT_KINDS
-
-
-# table1's keypoint runs when none are given: each method's `quick` recipe for a number
-# of steps rather than minutes, so that the agents read the same keypoints on any
-# machine: PermaKey's `make demo` run (600 steps), Transporter for the 1600 steps it
-# reaches in figure2's 20 minutes (docs/results/figure2_table.md).
-TABLE1_KEYPOINT_ARGS = {"permakey": ["max_minutes=1000"],
-                        "transporter": ["epochs=16", "max_minutes=1000"]}
 
 
 # noise_type -> the table: the paper's Table 1 on clean frames, its Table 2 with
@@ -187,12 +178,12 @@ def keypoint_source(method, given, recipe):
     """How a method's keypoint run is made: the recipe and its arguments, or the folder."""
     if given is not None:
         return "run " + os.path.realpath(str(given))
-    return " ".join([recipe, *TABLE1_KEYPOINT_ARGS[method]])
+    return " ".join([recipe, *runner.TABLE1_KEYPOINT_ARGS[method]])
 
 
 class KeypointRuns:
     """The keypoint run each method's agents read: the given one, or trained with its
-    recipe (TABLE1_KEYPOINT_ARGS) on the table's frames (noise_type) the first time a
+    recipe (runner.TABLE1_KEYPOINT_ARGS) on the table's frames (noise_type) the first time a
     measurement needs it."""
 
     def __init__(self, given, recipes, env, num_keypoints, noise_type, root):
@@ -204,7 +195,7 @@ class KeypointRuns:
         if self.folders[method] is None:
             self.folders[method] = runner.train_keypoints(
                 method, self.noise_type, self.recipes[method], self.env, self.num_keypoints,
-                TABLE1_KEYPOINT_ARGS[method], self.root)
+                runner.TABLE1_KEYPOINT_ARGS[method], self.root)
         return self.folders[method]
 
 
@@ -355,18 +346,6 @@ def table1_stem(game, steps, noise_type="none"):
     Atari-100k's carries its steps, so that it never replaces that one."""
     stem = f"{TABLE_OF_NOISE[noise_type]}_{game}"
     return stem if steps == 100_000 else f"{stem}_{steps}steps"
-
-
-def write_table1(records, setup, steps, seeds, stem, show=False):
-    """The table and its curves from `records` (tables.table1_table), shown if `show`.
-    seeds: {agent name: training seeds asked}."""
-    table = tables.table1_table(records, env=setup.game, steps=steps, seeds=seeds,
-                                warmup=setup.warmup, sources=setup.sources, date=runner.today(),
-                                records_name=os.path.basename(stem) + "_runs.json",
-                                noise_type=setup.noise_type)
-    figures.save_figure(figures.table1_curves(tables.table1_results(records), setup.game, steps),
-                        stem + "_curves.png")
-    runner.save_table(table, stem + ".md", show)
 
 
 def recorded(store, setup, m):

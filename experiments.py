@@ -43,13 +43,14 @@ import tf_quiet  # noqa: F401 (first: TensorFlow starts without its start-up cha
 from sacred import Experiment
 
 import agent_tables
+import figures
 import probe_runs
 import runner
 import tables
 from common import (ConfigError, as_list, check_options, one_line_errors, quiet_experiment,
                     read_json)
 from games import GAMES, add_game_configs, canonical_env
-from keypoint_config import keypoint_run_folder
+from run_folders import keypoint_run_folder
 from run_folders import run_commandline
 
 ex = quiet_experiment(Experiment("experiments", save_git_info=False))
@@ -205,6 +206,18 @@ def games(_config, envs, budget, pkey_recipe, tp_recipe, pkey_args, tp_args, exp
 # table1: the measurements, their records, and how one is measured
 
 
+def write_table1(records, setup, steps, seeds, stem, show=False):
+    """The table and its curves from `records` (tables.table1_table), shown if `show`.
+    seeds: {agent name: training seeds asked}."""
+    table = tables.table1_table(records, env=setup.game, steps=steps, seeds=seeds,
+                                warmup=setup.warmup, sources=setup.sources, date=runner.today(),
+                                records_name=os.path.basename(stem) + "_runs.json",
+                                noise_type=setup.noise_type)
+    figures.save_figure(figures.table1_curves(tables.table1_results(records), setup.game, steps),
+                        stem + "_curves.png")
+    runner.save_table(table, stem + ".md", show)
+
+
 @ex.command
 @one_line_errors
 def table1(_config, env, num_keypoints, noise_type, agents, seeds, steps, warmup, pkey_run,
@@ -269,12 +282,12 @@ def table1(_config, env, num_keypoints, noise_type, agents, seeds, steps, warmup
                           **setup.key(m), noise_type=noise_type, date=runner.today(),
                           machine=runner.machine_name(), commit=runner.git_commit())
             store.add(record)
-            agent_tables.write_table1(used + [record], setup, steps,
+            write_table1(used + [record], setup, steps,
                                       agent_tables.seeds_of(kinds, counts), stem)
         if m.part == "agents":
             agent_runs[m.agent, m.seed] = agent_tables.run_of(record, m)
         used.append(record)
-    agent_tables.write_table1(used, setup, steps, agent_tables.seeds_of(kinds, counts), stem,
+    write_table1(used, setup, steps, agent_tables.seeds_of(kinds, counts), stem,
                               show=True)
     return tables.table1_results(used)
 
@@ -285,7 +298,7 @@ def table1(_config, env, num_keypoints, noise_type, agents, seeds, steps, warmup
 #     python experiments.py probes with probe_games=mspacman probe_seeds=1   # make probes
 #
 # For each game and keypoint-model seed: the keypoint runs (PermaKey and Transporter with
-# table1's recipes, agent_tables.TABLE1_KEYPOINT_ARGS, shared with the agent tables: seed 0's under
+# table1's recipes, runner.TABLE1_KEYPOINT_ARGS, shared with the agent tables: seed 0's under
 # <exp_root>/keypoints, seed s's under <exp_root>/keypoints_seed<s>), a probe split of
 # random-policy frames that no keypoint model trained on (probe_data_seed), each model's
 # representations of it extracted once and cached under its run (<run>/probes/), then one

@@ -13,7 +13,7 @@ import games
 import keypoint_models
 from common import ConfigError, quiet_experiment, read_json
 from datasets import DEFAULT_DATA_DIR
-from run_folders import RunFolderObserver
+from run_folders import RunFolderObserver, keypoint_run_folder
 
 
 def shared_config():
@@ -57,19 +57,6 @@ KEYPOINT_OPTIONS = {
     "metrics_radius": "non-negative", "metrics_frames": "count", "valid_metrics_frames": "index",
     "metrics_every": "count or None", "num_eval_batches": "count",
 }
-
-
-def keypoint_run_folder(command, config):
-    """Folder of a keypoint-script command: `<exp_root>/<noise>/<env>/<K>/<new id>` for
-    training, the run folder itself when resuming, `<run_dir>/evaluate` for evaluate,
-    and `<save_base_dir>/<noise>/<env>/<K>/<new id>` for compare_kpts."""
-    if command == "evaluate":
-        return os.path.join(config["run_dir"] or "run_dir_unset", "evaluate"), True
-    if config.get("resume_dir"):
-        return config["resume_dir"], True
-    root = config.get("save_base_dir") if command == "compare_kpts" else config["exp_root"]
-    env = games.env_name(config["env"])
-    return os.path.join(root, config["noise_type"], env, str(config["num_keypoints"])), False
 
 
 def keypoint_experiment(ex):

@@ -11,7 +11,6 @@ import os
 
 import numpy as np
 
-import agent_tables
 import runner
 from common import (ConfigError, as_list, read_json)
 from games import GAMES, canonical_env
@@ -90,12 +89,12 @@ def probe_keypoint_root(exp_root, seed, recipes, extra_args):
 
 def probe_keypoint_runs(game, seed, exp_root, recipes, extra_args):
     """{method: finished keypoint run} of one game and seed, trained or continued with the
-    method's recipe, agent_tables.TABLE1_KEYPOINT_ARGS, `seed=<s>` for s > 0 and extra_args[method];
+    method's recipe, runner.TABLE1_KEYPOINT_ARGS, `seed=<s>` for s > 0 and extra_args[method];
     the game's K (games.GAMES) on clean frames."""
     root = probe_keypoint_root(exp_root, seed, recipes, extra_args)
     return {method: runner.train_keypoints(method, "none", recipes[method], game,
                                     GAMES[game].num_keypoints,
-                                    [*agent_tables.TABLE1_KEYPOINT_ARGS[method],
+                                    [*runner.TABLE1_KEYPOINT_ARGS[method],
                                      *([f"seed={seed}"] if seed else []),
                                      *extra_args[method]], root)
             for method in runner.METHODS}
@@ -111,7 +110,7 @@ def probe_settings(probe_frames, probe_eval_frames, probe_data_seed, precision, 
                            "data_seed": probe_data_seed},
             "precision": precision, "protocol": dict(PROTOCOL, **protocol),
             "keypoints": {method: " ".join([recipes[method],
-                                            *agent_tables.TABLE1_KEYPOINT_ARGS[method],
+                                            *runner.TABLE1_KEYPOINT_ARGS[method],
                                             *extra_args[method]])
                           for method in runner.METHODS}}
 

@@ -23,6 +23,7 @@ from sacred.metrics_logger import linearize_metrics
 from sacred.observers import FileStorageObserver
 
 from common import ConfigError, read_json, write_json
+from games import env_name
 
 
 class RunFolderObserver(FileStorageObserver):
@@ -95,6 +96,19 @@ def run_dir_of(_run):
         if isinstance(obs, FileStorageObserver) and obs.dir:
             return obs.dir
     return None
+
+
+def keypoint_run_folder(command, config):
+    """Folder of a keypoint-script command: `<exp_root>/<noise>/<env>/<K>/<new id>` for
+    training, the run folder itself when resuming, `<run_dir>/evaluate` for evaluate,
+    and `<save_base_dir>/<noise>/<env>/<K>/<new id>` for compare_kpts."""
+    if command == "evaluate":
+        return os.path.join(config["run_dir"] or "run_dir_unset", "evaluate"), True
+    if config.get("resume_dir"):
+        return config["resume_dir"], True
+    root = config.get("save_base_dir") if command == "compare_kpts" else config["exp_root"]
+    env = env_name(config["env"])
+    return os.path.join(root, config["noise_type"], env, str(config["num_keypoints"])), False
 
 
 def numbered_runs(folder):

@@ -11,7 +11,7 @@ import sys
 
 
 from common import (ConfigError, atomic_path, read_json)
-from keypoint_config import keypoint_run_folder
+from run_folders import keypoint_run_folder
 from run_folders import numbered_runs
 
 
@@ -126,3 +126,11 @@ def git_commit():
     except (OSError, subprocess.CalledProcessError):
         return None
     return commit + ("+" if changed else "")
+
+
+# table1's keypoint runs when none are given: each method's `quick` recipe for a number
+# of steps rather than minutes, so that the agents read the same keypoints on any
+# machine: PermaKey's `make demo` run (600 steps), Transporter for the 1600 steps it
+# reaches in figure2's 20 minutes (docs/results/figure2_table.md).
+TABLE1_KEYPOINT_ARGS = {"permakey": ["max_minutes=1000"],
+                        "transporter": ["epochs=16", "max_minutes=1000"]}

@@ -11,7 +11,6 @@ import pytest
 import experiments
 import runner
 import probe_runs
-import agent_tables
 import probes
 
 # A tiny probe split and two epochs of probes: seconds, not the protocol.
@@ -57,8 +56,8 @@ def test_probes_measure_every_representation_once_and_tabulate_them(tmp_path, ke
     assert [call[:5] for call in calls] == [("permakey", "none", "quick", "mspacman", 7),
                                            ("transporter", "none", "quick", "mspacman", 7)]
     assert {call[6] for call in calls} == {str(tmp_path / "exp" / "keypoints")}
-    assert [call[5] for call in calls] == [agent_tables.TABLE1_KEYPOINT_ARGS["permakey"],
-                                           agent_tables.TABLE1_KEYPOINT_ARGS["transporter"]]
+    assert [call[5] for call in calls] == [runner.TABLE1_KEYPOINT_ARGS["permakey"],
+                                           runner.TABLE1_KEYPOINT_ARGS["transporter"]]
 
     folder = tmp_path / "exp" / "probes" / "mspacman" / "seed0"
     assert sorted(os.listdir(folder)) == sorted(f"{name}.json"
@@ -139,7 +138,7 @@ def test_each_keypoint_seed_has_its_own_runs(monkeypatch):
     probe_runs.probe_keypoint_runs("seaquest", 2, "root", recipes, none)
     probe_runs.probe_keypoint_runs("seaquest", 0, "root", recipes,
                                     dict(none, permakey=["batch_size=4"]))
-    args = agent_tables.TABLE1_KEYPOINT_ARGS
+    args = runner.TABLE1_KEYPOINT_ARGS
     assert calls[0] == ("permakey", "none", "quick", "seaquest", 10, args["permakey"],
                         os.path.join("root", "keypoints"))
     assert calls[3] == ("transporter", "none", "quick", "seaquest", 10,
