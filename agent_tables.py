@@ -20,7 +20,7 @@ import numpy as np
 import runner
 import tables
 from agent_runs import policy_checkpoint, selected_steps
-from common import (ConfigError, as_list, atomic_path, numpy_scalar,
+from common import (ConfigError, atomic_path, counts_per, numpy_scalar,
                     read_json)
 from games import env_name
 from keypoint_models import KEYPOINT_KINDS
@@ -81,14 +81,7 @@ def agent_kinds(names):
 
 def seed_counts(seeds, kinds):
     """Training seeds per agent kind: `seeds` is one count for all, or one per kind."""
-    counts = as_list(seeds)
-    if len(counts) == 1:
-        counts = counts * len(kinds)
-    if len(counts) != len(kinds) or not all(
-            isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in counts):
-        raise ConfigError(f"seeds={','.join(map(str, as_list(seeds)))}: expected a whole "
-                          f"number >= 1, or one per agent ({len(kinds)})")
-    return counts
+    return counts_per(seeds, len(kinds), "seeds", "agent")
 
 
 def table1_plan(kinds, counts, steps, random=True):

@@ -157,3 +157,16 @@ def as_list(value):
     if isinstance(value, (list, tuple)):
         return list(value)
     return [value]
+
+
+def counts_per(value, count, option, per):
+    """A config giving a whole number >= 1 for each of `count` things, as one number for
+    all or one per thing (1,2,3): the list of `count` numbers; a ConfigError naming
+    `option` and what there is one of (`per`) otherwise."""
+    counts = as_list(value)
+    if len(counts) == 1:
+        counts = counts * count
+    if len(counts) != count or not all(_is_int(n) and n >= 1 for n in counts):
+        raise ConfigError(f"{option}={','.join(map(str, as_list(value)))}: expected a whole "
+                          f"number >= 1, or one per {per} ({count})")
+    return counts

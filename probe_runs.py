@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 import runner
-from common import (ConfigError, as_list, read_json)
+from common import ConfigError, as_list, counts_per, read_json
 from games import GAMES, canonical_env
 from run_folders import checkpoint_digest
 
@@ -65,13 +65,7 @@ def probe_plan(probe_games, probe_seeds):
             raise ConfigError(f"probe_games: {game} has no AtariARI RAM annotations; "
                               f"annotated: {', '.join(ATARIARI_RAM)}")
     counts = ([PROBE_SEEDS.get(game, 1) for game in names] if probe_seeds is None
-              else as_list(probe_seeds))
-    if len(counts) == 1:
-        counts = counts * len(names)
-    if len(counts) != len(names) or not all(
-            isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in counts):
-        raise ConfigError(f"probe_seeds={probe_seeds!r}: expected a whole number >= 1, or one "
-                          f"per game ({len(names)})")
+              else counts_per(probe_seeds, len(names), "probe_seeds", "game"))
     return list(zip(names, counts))
 
 

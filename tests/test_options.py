@@ -74,3 +74,12 @@ def test_every_numeric_default_passes_its_own_check():
                     for key, value in scope().items()}
         common.check_options(defaults, script.OPTIONS)
         assert set(script.OPTIONS) <= set(defaults), script.__name__
+
+
+def test_counts_per_gives_one_count_per_thing():
+    assert common.counts_per(3, 2, "seeds", "agent") == [3, 3]
+    assert common.counts_per((5, 5, 3), 3, "seeds", "agent") == [5, 5, 3]
+    for bad in ((5, 5), 0, (1, True, 2), (1, 2.5, 1)):
+        with pytest.raises(common.ConfigError, match=r"expected a whole number >= 1, or one "
+                                                     r"per agent \(3\)"):
+            common.counts_per(bad, 3, "seeds", "agent")
