@@ -50,8 +50,7 @@ import tables
 from common import (ConfigError, as_list, check_options, one_line_errors, quiet_experiment,
                     read_json)
 from games import GAMES, add_game_configs, canonical_env
-from run_folders import keypoint_run_folder
-from run_folders import run_commandline
+from run_folders import keypoint_run_folder, run_commandline
 
 ex = quiet_experiment(Experiment("experiments", save_git_info=False))
 

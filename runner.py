@@ -9,10 +9,8 @@ import os
 import subprocess
 import sys
 
-
-from common import (ConfigError, atomic_path, read_json)
-from run_folders import keypoint_run_folder
-from run_folders import numbered_runs
+from common import ConfigError, atomic_path, read_json
+from run_folders import keypoint_run_folder, numbered_runs
 
 
 # The keypoint methods of the comparisons: script and how the tables name it.
