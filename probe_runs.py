@@ -176,27 +176,17 @@ class ProbeFeatures:
     def __call__(self, name):
         """({split: {"keypoints+features", "positions"}}, seconds of the extraction) of a
         model; the seconds are those of the extraction that made the cache."""
-        import time
-
         import layers
-        from common import write_json
-        from probes import cache_path, extract_cached, frames_digest
+        from probes import cache_path, extract_cached
         if name not in self.extracted:
             model, key, cache, _ = self.model(name)
             key = f"{key}-{self.precision}"
             arrays, seconds = {}, 0.0
             for split, (frames, _) in self.splits.items():
-                path = cache_path(cache, key, split)
-                started = time.time()
                 with layers.precision(self.precision):
-                    arrays[split] = extract_cached(model, frames, path, key)
-                took = time.time() - started
-                timing = read_json(path + ".json") or {}
-                frames_key = f"{key}:{frames_digest(frames)}"
-                if timing.get("key") != frames_key:
-                    timing = {"key": frames_key, "seconds": took}
-                    write_json(path + ".json", timing)
-                seconds += timing["seconds"]
+                    arrays[split], took = extract_cached(model, frames,
+                                                         cache_path(cache, key, split), key)
+                seconds += took
             self.extracted[name] = arrays, seconds
         return self.extracted[name]
 

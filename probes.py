@@ -46,6 +46,7 @@ keyed by the model and the frames.
 """
 import hashlib
 import os
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -473,16 +474,21 @@ def cache_path(cache_dir, model_key, split):
 
 def extract_cached(model, frames_uint8, path, model_key, batch_size=64):
     """`extract`, read from `path` when it holds the same model_key and frames_digest,
-    else computed and written there (atomically). Returns the same dict as `extract`."""
+    else computed and written there (atomically) with the seconds it took. Returns
+    (the dict `extract` returns, seconds of the extraction that made the cache)."""
     key = f"{model_key}:{frames_digest(frames_uint8)}"
     if os.path.isfile(path):
         with np.load(path) as cached:
-            if str(cached["key"]) == key and set(REPRESENTATIONS) <= set(cached.files):
-                return {name: cached[name] for name in REPRESENTATIONS}
+            if (str(cached["key"]) == key and "seconds" in cached.files
+                    and set(REPRESENTATIONS) <= set(cached.files)):
+                return ({name: cached[name] for name in REPRESENTATIONS},
+                        float(cached["seconds"]))
+    started = time.time()
     arrays = extract(model, frames_uint8, batch_size)
+    seconds = time.time() - started
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    save_npz(path, {**arrays, "key": np.array(key)})
-    return arrays
+    save_npz(path, {**arrays, "key": np.array(key), "seconds": np.array(seconds)})
+    return arrays, seconds
 
 
 def read_splits(data_dir, env):

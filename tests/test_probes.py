@@ -247,10 +247,11 @@ def test_extract_cached_reuses_only_the_same_model_and_frames(tmp_path):
     frames = frames_of([10, 20, 30])
     model = FakeKeypointModel()
     path = probes.cache_path(str(tmp_path / "cache"), "abc123", "test")
-    first = probes.extract_cached(model, frames, path, "abc123")
+    first, seconds = probes.extract_cached(model, frames, path, "abc123")
     calls = model.calls
-    again = probes.extract_cached(model, frames, path, "abc123")
+    again, seconds_again = probes.extract_cached(model, frames, path, "abc123")
     assert model.calls == calls                                  # read from the file
+    assert seconds_again == seconds                              # the extraction's, kept
     for name in probes.REPRESENTATIONS:
         np.testing.assert_array_equal(first[name], again[name])
     probes.extract_cached(model, frames_of([10, 20, 31]), path, "abc123")
