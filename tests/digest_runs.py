@@ -20,6 +20,7 @@ import sys
 import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # run as `python tests/digest_runs.py`: the modules are there
 TINY_DATA = ["num_frames=400", "num_eval_frames=150", "metrics_frames=16",
              "valid_metrics_frames=16", "num_eval_batches=1"]
 RUNS = {
@@ -39,18 +40,9 @@ CHECKPOINTS = {"permakey": "ckpt_best", "transporter": "ckpt_best", "agent": "ck
 def cpu_kind():
     """The CPU's model name and whether it computes bfloat16 natively (the precision
     `auto` picks): digests are comparable only within one kind."""
-    name, flags = "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and name == "unknown":
-                    name = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    bf16 = sorted(flags & {"avx512_bf16", "amx_bf16"})
-    return f"{name} [{' '.join(bf16) or 'no bf16'}]"
+    import hardware
+    bf16 = sorted(hardware.cpu_flags() & set(hardware.BF16_CPU_FLAGS))
+    return f"{hardware.cpu_name() or 'unknown'} [{' '.join(bf16) or 'no bf16'}]"
 
 
 def variables_digest(folder):
