@@ -256,8 +256,8 @@ def protocol_evaluation(setup, m, load_ckpts, policies, steps=None, sticky=False
     found = evaluation_of(folder, policies, setup.protocol, steps, probability)
     if found is None:
         runner.run_script("agent_train.py", ["evaluate", "with", *setup.args(m, sticky),
-                                      "load_ckpts=" + ",".join(load_ckpts),
-                                      f"repeat_action_probability={probability}"])
+                                             "load_ckpts=" + ",".join(load_ckpts),
+                                             f"repeat_action_probability={probability}"])
         found = evaluation_of(folder, policies, setup.protocol, steps, probability)
     if found is None:
         raise ConfigError(f"{m.label}: the last evaluation in {folder} is not of "

@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 import runner
+import tables
 from common import ConfigError, as_list, counts_per, read_json
 from games import GAMES, canonical_env
 from run_folders import checkpoint_digest
@@ -199,16 +200,6 @@ def probe_splits(game, data_dir, probe_frames, probe_eval_frames, probe_data_see
     return read_splits(data_dir, game)
 
 
-def mean_std(values, digits=2):
-    """'m ± s' (sample std) of two or more values, 'm' of one, '—' of none."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
-
-
 def probes_table(results, date):
     """The markdown table of probe results (dicts as `probes` writes them): F1 per
     category and across categories (AtariARI's number), per game and representation,
@@ -237,18 +228,18 @@ def probes_table(results, date):
                 continue
             overall[label] = [r["across_categories_avg"] for r in rows]
             seeds = f"{len(rows)}" + (f" of {planned}" if len(rows) < planned else "")
-            cells = [mean_std([r["categories"].get(c) for r in rows]) for c in categories]
+            cells = [tables.mean_std([r["categories"].get(c) for r in rows]) for c in categories]
             lines.append("| " + " | ".join([
-                title, label, seeds, *cells, f"**{mean_std(overall[label])}**",
+                title, label, seeds, *cells, f"**{tables.mean_std(overall[label])}**",
                 str(rows[0]["feature_size"]),
-                mean_std([r["extract_seconds"] / 60 for r in rows], 1),
-                mean_std([r["probe_seconds"] / 60 for r in rows], 1)]) + " |")
+                tables.mean_std([r["extract_seconds"] / 60 for r in rows], 1),
+                tables.mean_std([r["probe_seconds"] / 60 for r in rows], 1)]) + " |")
         first = {r["seed"]: r for r in of_game}
         majority = [r["majority"] for r in first.values()]
         lines.append("| " + " | ".join([
             title, "majority label (chance)", str(len(majority)),
-            *[mean_std([m["categories"].get(c) for m in majority]) for c in categories],
-            mean_std([m["across_categories_avg"] for m in majority]), "—", "—", "—"]) + " |")
+            *[tables.mean_std([m["categories"].get(c) for m in majority]) for c in categories],
+            tables.mean_std([m["across_categories_avg"] for m in majority]), "—", "—", "—"]) + " |")
         if game in ST_DIM_F1:
             lines.append("| " + " | ".join([
                 title, "AtariARI ST-DIM (published; 210x160 gray)", "—",

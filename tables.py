@@ -384,6 +384,18 @@ def detectable_text(results, seeds):
             f"std of the {counted(len(agents), 'agent')} (stats.detectable_difference).")
 
 
+def mean_std(values, digits=2, plus_minus="±", missing="—"):
+    """'m ± s' (sample std) of two or more values, 'm' of one, `missing` of none; values
+    None are left out."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return missing
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return (f"{np.mean(values):.{digits}f} {plus_minus} "
+            f"{np.std(values, ddof=1):.{digits}f}")
+
+
 def score_cell(returns):
     """"median +- std" of the protocol (stats.protocol_score), "-" without episodes."""
     return "-" if returns is None else "{:.0f} +- {:.0f}".format(*stats.protocol_score(returns))
@@ -475,9 +487,7 @@ def table1_table(records, env, steps, seeds, warmup, sources, date, records_name
              *markdown_header(TABLE1_COLUMNS)]
     for name, row in rows.items():
         scores = row.scores()
-        spread = "-" if scores is None else (
-            f"{np.mean(scores):.0f} +- {np.std(scores, ddof=1):.0f}" if len(scores) > 1
-            else f"{scores[0]:.0f}")
+        spread = mean_std(scores or [], digits=0, plus_minus="+-", missing="-")
         cells = [name, f"{row.runs}/{row.asked}",
                  score_cell(row.returns()), rests_on_cell(row), score_cell(row.returns(STICKY)),
                  rests_on_cell(row, STICKY), spread,
