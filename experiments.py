@@ -212,7 +212,9 @@ def write_table1(records, setup, steps, seeds, stem, show=False):
                                 warmup=setup.warmup, sources=setup.sources, date=runner.today(),
                                 records_name=os.path.basename(stem) + "_runs.json",
                                 noise_type=setup.noise_type)
-    figures.save_figure(figures.table1_curves(tables.table1_results(records), setup.game, steps),
+    frames = setup.game + ("" if setup.noise_type == "none" else
+                           f" with distractors (noise_type={setup.noise_type})")
+    figures.save_figure(figures.table1_curves(tables.table1_results(records), frames, steps),
                         stem + "_curves.png")
     runner.save_table(table, stem + ".md", show)
 
@@ -281,13 +283,12 @@ def table1(_config, env, num_keypoints, noise_type, agents, seeds, steps, warmup
                           **setup.key(m), noise_type=noise_type, date=runner.today(),
                           machine=runner.machine_name(), commit=runner.git_commit())
             store.add(record)
-            write_table1(used + [record], setup, steps,
-                                      agent_tables.seeds_of(kinds, counts), stem)
+            write_table1(used + [record], setup, steps, agent_tables.seeds_of(kinds, counts),
+                         stem)
         if m.part == "agents":
             agent_runs[m.agent, m.seed] = agent_tables.run_of(record, m)
         used.append(record)
-    write_table1(used, setup, steps, agent_tables.seeds_of(kinds, counts), stem,
-                              show=True)
+    write_table1(used, setup, steps, agent_tables.seeds_of(kinds, counts), stem, show=True)
     return tables.table1_results(used)
 
 

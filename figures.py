@@ -330,11 +330,12 @@ def plot_evaluations(ax, run):
 # experiments.table1
 
 
-def table1_curves(results, env, steps):
+def table1_curves(results, played, steps):
     """Greedy evaluation means over training of every table1 agent run (thin, one per
     seed) and their mean over seeds (thick), with the floors (tables.table1_results: also
     those of the old definition, dash-dotted) as horizontal lines. A run
-    recorded without its evaluations has no curve; the legend says how many seeds have."""
+    recorded without its evaluations has no curve; the legend says how many seeds have.
+    played: the title's game (and distractors)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for name, records in results["agents"].items():
         colour = agent_colour(name)
@@ -350,8 +351,11 @@ def table1_curves(results, env, steps):
                                            f" of {len(records)}")
         ax.plot(common, [np.mean(curves[s]) for s in common], "-o", color=colour, markersize=3,
                 label=f"{name} ({seeds})")
-    for part, style, what in (("floors", ":", "after warm-up"),
-                              ("old_floors", "-.", "warm-up only, old floor")):
+    styles = []  # the title's key to the floor lines drawn
+    for part, style, what, key in (
+            ("floors", ":", "after warm-up", "dotted: each run's policy at the end of its warm-up"),
+            ("old_floors", "-.", "warm-up only, old floor", "dash-dotted: old floors")):
+        styles += [key] if results.get(part) else []
         for name, floor in results.get(part, {}).items():
             ax.axhline(np.mean([r["score"] for r in floor]), color=agent_colour(name),
                        linestyle=style, linewidth=1,
@@ -360,8 +364,8 @@ def table1_curves(results, env, steps):
         ax.axhline(float(np.mean(results["random"])), color="grey", linestyle="--",
                    label="random policy")
     ax.set_xlim(0, steps)
-    ax.set_title(f"{env}: greedy evaluations during training\n(dotted: each run's policy at the "
-                 f"end of its warm-up; dash-dotted: old floors)", fontsize=9)
+    ax.set_title(f"{played}: greedy evaluations during training"
+                 + (f"\n({'; '.join(styles)})" if styles else ""), fontsize=9)
     ax.set_xlabel("environment steps", fontsize=8)
     ax.set_ylabel("evaluation return", fontsize=8)
     ax.legend(fontsize=7)

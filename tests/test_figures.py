@@ -151,6 +151,8 @@ def test_table1_curves_average_seeds_where_all_have_evaluated():
     # the thick line: only step 10 has both seeds' evaluations, mean (100 + 300) / 2
     assert list(lines["PKey-GNN (2 seeds)"].get_xydata().tolist()) == [[10, 200]]
     assert lines["random policy"].get_ydata()[0] == 240
+    # the title keys only the floor lines drawn: no old floors here
+    assert ax.get_title().endswith("(dotted: each run's policy at the end of its warm-up)")
 
 
 # ---------------------------------------------------------------- viz.ipynb
