@@ -1,6 +1,6 @@
 """The agent tables (the paper's Tables 1 and 2, one game each): the measurements as data
 (Measurement, table1_plan), how each is trained and scored by the authors' protocol
-(measure), the records that outlive the run folders (RecordStore), and the table and
+(measure), the records that outlive the run folders (runner.RecordStore), and the table and
 curves written from them (write_table1). experiments.py's `table1` command runs them.
 
 Folders: every measurement has its own, named after what it measures (Table1Setup):
@@ -11,7 +11,6 @@ Folders: every measurement has its own, named after what it measures (Table1Setu
 A digest (runner.key_digest) is of everything else the measurement depends on.
 """
 import datetime
-import json
 import os
 from dataclasses import dataclass, replace
 
@@ -20,8 +19,7 @@ import numpy as np
 import runner
 import tables
 from agent_runs import policy_checkpoint, selected_steps
-from common import (ConfigError, atomic_path, counts_per, numpy_scalar,
-                    read_json)
+from common import ConfigError, counts_per, read_json
 from games import env_name
 from keypoint_models import KEYPOINT_KINDS
 
@@ -190,43 +188,6 @@ class KeypointRuns:
                 method, self.noise_type, self.recipes[method], self.env, self.num_keypoints,
                 runner.TABLE1_KEYPOINT_ARGS[method], self.root)
         return self.folders[method]
-
-
-class RecordStore:
-    """The records of one table: a JSON list, one line per record, beside the table
-    (<table1_stem>_runs.json), so that the table's data outlives the run folders. Read
-    again before every look-up and addition: a call for other agents may have added to
-    it."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def read(self):
-        """The records ([] when there is no file); ConfigError when it is malformed."""
-        try:
-            records = read_json(self.path, [])
-            problem = None if isinstance(records, list) and all(
-                isinstance(r, dict) for r in records) else "not a list of objects"
-        except ValueError as error:
-            problem = error
-        if problem:
-            raise ConfigError(f"{self.path}: expected a JSON list of run records ({problem}); "
-                              f"mend it or move it away")
-        return records
-
-    def find(self, key):
-        """The record whose fields hold every value of `key`, or None."""
-        return next((r for r in self.read() if all(r.get(k) == v for k, v in key.items())),
-                    None)
-
-    def add(self, record):
-        """Append one record; the file is written whole (atomically), one JSON line per
-        record, so that a diff shows the runs that changed."""
-        records = self.read() + [record]
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        with atomic_path(self.path) as tmp, open(tmp, "w") as f:
-            f.write("[\n" + ",\n".join(json.dumps(r, sort_keys=True, default=numpy_scalar)
-                                        for r in records) + "\n]\n")
 
 
 def evaluation_of(folder, policies, protocol, steps, sticky):

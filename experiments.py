@@ -35,7 +35,6 @@ its own process in a folder of its own (runner.py). A second call continues: fin
 runs are skipped, an interrupted one resumes from its last checkpoint, a missing
 comparison is made.
 """
-import json
 import os
 import shutil
 
@@ -245,7 +244,7 @@ def table1(_config, env, num_keypoints, noise_type, agents, seeds, steps, warmup
                         tuple(agent_args), {m: agent_tables.keypoint_source(m, given[m], recipes[m])
                                             for m in runner.METHODS}, exp_root, noise_type)
     stem = os.path.join(out_dir, agent_tables.table1_stem(setup.game, steps, noise_type))
-    store = agent_tables.RecordStore(stem + "_runs.json")
+    store = runner.RecordStore(stem + "_runs.json")
     # a malformed file, or none to tabulate, stops the call before any training
     if not store.read() and only_recorded:
         raise ConfigError(f"only_recorded=True: no runs recorded in {store.path}")
@@ -302,8 +301,8 @@ def table1(_config, env, num_keypoints, noise_type, agents, seeds, steps, warmup
 # <exp_root>/keypoints, seed s's under <exp_root>/keypoints_seed<s>), a probe split of
 # random-policy frames that no keypoint model trained on (probe_data_seed), each model's
 # representations of it extracted once and cached under its run (<run>/probes/), then one
-# probes.probe_table per representation, each written to
-# <exp_root>/probes/<game>/seed<s>/<representation>.json (a second call skips it), and
+# probes.probe_table per representation, each recorded in out_dir/probes_runs.json (a
+# second call, here or on a machine with none of the runs, skips it), and
 # out_dir/probes_table.md rewritten after each.
 
 
@@ -316,7 +315,6 @@ def probes(_config, probe_games, probe_seeds, probe_frames, probe_eval_frames, p
     (the section's comment above)."""
     import time
 
-    from common import write_json
     from datasets import DEFAULT_DATA_DIR
     from hardware import resolve_precision
     from probes import PROTOCOL, probe_table
@@ -335,16 +333,14 @@ def probes(_config, probe_games, probe_seeds, probe_frames, probe_eval_frames, p
     data_root = probe_data_dir or os.path.join(
         DEFAULT_DATA_DIR, f"probes_{probe_frames}x{probe_eval_frames}_seed{probe_data_seed}")
     table_path = os.path.join(out_dir, "probes_table.md")
+    store = runner.RecordStore(os.path.join(out_dir, "probes_runs.json"))
     started, machine = time.time(), runner.machine_name()
     for game, count in plan:
         splits = None  # the game's probe frames, read when a result needs them
         for seed in range(count):
-            paths = {name: probe_runs.probe_result_path(exp_root, game, seed, name)
-                     for name in probe_runs.PROBE_REPRESENTATIONS}
-            done = {name for name, path in paths.items()
-                    if (read_json(path) or {}).get("settings") == json.loads(
-                        json.dumps(settings))}
-            if len(done) == len(paths):
+            done = {name for name in probe_runs.PROBE_REPRESENTATIONS
+                    if store.find(probe_runs.probe_key(game, seed, name, settings))}
+            if len(done) == len(probe_runs.PROBE_REPRESENTATIONS):
                 print(f"probes {game} seed {seed}: every representation measured, skipped")
                 continue
             runs = probe_runs.probe_keypoint_runs(game, seed, exp_root, recipes, extra_args)
@@ -370,17 +366,16 @@ def probes(_config, probe_games, probe_seeds, probe_frames, probe_eval_frames, p
                               extract_seconds=extract_seconds,
                               probe_seconds=time.time() - probe_started, date=runner.today(),
                               machine=machine, commit=runner.git_commit())
-                os.makedirs(os.path.dirname(paths[name]), exist_ok=True)
-                write_json(paths[name], result)
+                store.add(result)
                 print(f"probes {game} seed {seed} {label}: F1 "
                       f"{result['across_categories_avg']:.3f} across categories "
                       f"({result['probe_seconds']:.0f} s)", flush=True)
-                results = probe_runs.read_probe_results(exp_root, settings)
+                results = probe_runs.read_probe_results(store, settings)
                 runner.save_table(probe_runs.probes_table(results, runner.today()), table_path,
                                   show=False)
-    results = probe_runs.read_probe_results(exp_root, settings)
+    results = probe_runs.read_probe_results(store, settings)
     if not results:
-        raise ConfigError(f"no probe results under {os.path.join(exp_root, 'probes')}")
+        raise ConfigError(f"no probe results of these settings in {store.path}")
     runner.save_table(probe_runs.probes_table(results, runner.today()), table_path)
     print(f"probes: {(time.time() - started) / 60:.1f} minutes of wall time for this call")
     return {f"{r['game']}/seed{r['seed']}/{r['representation']}": r["across_categories_avg"]

@@ -1,8 +1,9 @@
 """The probes experiment (issue 40, docs/probes.md): for each game and keypoint-model seed,
 the keypoint runs (table1's recipes, shared with the agent tables), a probe split of
 random-policy frames no keypoint model trained on, each representation extracted once
-and cached under its run, one probes.probe_table per representation written to
-<exp_root>/probes/<game>/seed<s>/<representation>.json, and the table of them.
+and cached under its run, one probes.probe_table per representation recorded in
+<out_dir>/probes_runs.json (runner.RecordStore: the records outlive the run folders, and
+a call on another machine continues from them), and the table of them.
 experiments.py's `probes` command runs it.
 """
 import hashlib
@@ -13,7 +14,7 @@ import numpy as np
 
 import runner
 import tables
-from common import ConfigError, as_list, counts_per, read_json
+from common import ConfigError, as_list, counts_per
 from games import GAMES, canonical_env
 from run_folders import checkpoint_digest
 
@@ -110,20 +111,16 @@ def probe_settings(probe_frames, probe_eval_frames, probe_data_seed, precision, 
                           for method in runner.METHODS}}
 
 
-def probe_result_path(exp_root, game, seed, representation):
-    return os.path.join(exp_root, "probes", game, f"seed{seed}", f"{representation}.json")
+def probe_key(game, seed, representation, settings):
+    """What identifies a probe result among the records (runner.RecordStore.find)."""
+    return {"game": game, "seed": seed, "representation": representation,
+            "settings": json.loads(json.dumps(settings))}
 
 
-def read_probe_results(exp_root, settings):
-    """Every probe result under <exp_root>/probes measured with `settings`."""
-    import glob
-    found = []
-    for path in sorted(glob.glob(os.path.join(glob.escape(exp_root), "probes", "*", "seed*",
-                                              "*.json"))):
-        result = read_json(path)
-        if result and result.get("settings") == json.loads(json.dumps(settings)):
-            found.append(result)
-    return found
+def read_probe_results(store, settings):
+    """Every probe result of the records in `store` measured with `settings`."""
+    wanted = json.loads(json.dumps(settings))
+    return [result for result in store.read() if result.get("settings") == wanted]
 
 
 def weights_digest(model):
@@ -212,8 +209,8 @@ def probes_table(results, date):
     header = ["game", "representation", "seeds", *PROBE_CATEGORY_NAMES.values(),
               "**overall**", "features", "extract min", "probes min"]
     lines = ["# AtariARI-style linear probes of the keypoint models", "",
-             f"Written by `make probes` (experiments.py probes) on {date}; docs/probes.md "
-             f"describes the protocol.", "",
+             f"Written by `make probes` (experiments.py probes) on {date} from its records "
+             f"(probes_runs.json); docs/probes.md describes the protocol.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     notes, differences = [], []
     for game in games:

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from common import ConfigError, atomic_path, read_json
+from common import ConfigError, atomic_path, numpy_scalar, read_json
 from run_folders import keypoint_run_folder, numbered_runs
 
 
@@ -132,3 +132,40 @@ def git_commit():
 # reaches in figure2's 20 minutes (docs/results/figure2_table.md).
 TABLE1_KEYPOINT_ARGS = {"permakey": ["max_minutes=1000"],
                         "transporter": ["epochs=16", "max_minutes=1000"]}
+
+
+class RecordStore:
+    """The records of one table: a JSON list, one line per record, beside the table
+    (docs/results/<table>_runs.json), so that the table's data outlives the run folders
+    and a call on another machine continues from it. Read again before every look-up and
+    addition: another call may have added to it."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def read(self):
+        """The records ([] when there is no file); ConfigError when it is malformed."""
+        try:
+            records = read_json(self.path, [])
+            problem = None if isinstance(records, list) and all(
+                isinstance(r, dict) for r in records) else "not a list of objects"
+        except ValueError as error:
+            problem = error
+        if problem:
+            raise ConfigError(f"{self.path}: expected a JSON list of run records ({problem}); "
+                              f"mend it or move it away")
+        return records
+
+    def find(self, key):
+        """The record whose fields hold every value of `key`, or None."""
+        return next((r for r in self.read() if all(r.get(k) == v for k, v in key.items())),
+                    None)
+
+    def add(self, record):
+        """Append one record; the file is written whole (atomically), one JSON line per
+        record, so that a diff shows the runs that changed."""
+        records = self.read() + [record]
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        with atomic_path(self.path) as tmp, open(tmp, "w") as f:
+            f.write("[\n" + ",\n".join(json.dumps(r, sort_keys=True, default=numpy_scalar)
+                                        for r in records) + "\n]\n")

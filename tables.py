@@ -225,7 +225,7 @@ def is_old_floor(record):
 
 
 def table1_results(records):
-    """The records of a table1 (one per measurement; experiments.RecordStore) grouped:
+    """The records of a table1 (one per measurement; runner.RecordStore) grouped:
     {"agents", "floors" and "old_floors" (is_old_floor): {agent name: its records in
     seed order}, "random": the random policies' returns [S, P, E] or None,
     "random_record": their record or None}."""

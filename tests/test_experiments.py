@@ -251,7 +251,7 @@ def test_the_latest_run_of_a_measurement_folder_is_its_last_numbered_one_with_th
 
 
 def test_a_record_store_adds_one_line_per_record_and_finds_by_key(tmp_path):
-    store = agent_tables.RecordStore(str(tmp_path / "docs" / "table1_x_runs.json"))
+    store = runner.RecordStore(str(tmp_path / "docs" / "table1_x_runs.json"))
     assert store.read() == [] and store.find({"agent": "a"}) is None
     store.add({"agent": "a", "seed": 0, "score": np.float64(1.5)})
     store.add({"agent": "a", "seed": 1, "score": 2.0})
@@ -474,7 +474,7 @@ def test_table2_scores_floors_at_the_warmup_with_sticky_actions_into_its_own_fil
                                     "gnn")
     old = dict(the_setup.old_floor_key(floor), run="old/1", step=10000, score=3.0,
                returns=[[2.0, 4.0], [2.0, 4.0]], seconds=60.0)
-    agent_tables.RecordStore(str(docs / "table2_mspacman_runs.json")).add(old)
+    runner.RecordStore(str(docs / "table2_mspacman_runs.json")).add(old)
     results = experiments.ex.run("table1", config_updates={
         "noise_type": "both", "agents": "Transporter-GNN,Control-GNN", "seeds": (2, 1),
         "pkey_run": str(kp_runs["pkey"]), "tp_run": str(kp_runs["tp"]),

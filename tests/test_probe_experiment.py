@@ -1,6 +1,6 @@
-"""make probes (experiments.py probes) on tiny keypoint runs: one result per
-representation, skipped by a second call, features read from their cache when a result
-is measured again, a table whose numbers are those results', the keypoint runs of each
+"""make probes (experiments.py probes) on tiny keypoint runs: one record per
+representation, skipped by a second call (also where no run folder is left), features
+read from their cache when a result is measured again, a table whose numbers are those results', the keypoint runs of each
 seed in their own folder, and bad input as one line."""
 import os
 import re
@@ -36,8 +36,8 @@ def fake_training(calls, runs):
 
 def run_probes(tmp_path, **updates):
     return experiments.ex.run("probes", config_updates=dict(
-        TINY_PROBES, exp_root=str(tmp_path / "exp"), out_dir=str(tmp_path / "docs"),
-        probe_data_dir=str(tmp_path / "probe_data"), **updates)).result
+        TINY_PROBES, **{"exp_root": str(tmp_path / "exp"), "out_dir": str(tmp_path / "docs"),
+                        "probe_data_dir": str(tmp_path / "probe_data"), **updates})).result
 
 
 def table_row(table, label):
@@ -59,11 +59,11 @@ def test_probes_measure_every_representation_once_and_tabulate_them(tmp_path, ke
     assert [call[5] for call in calls] == [runner.TABLE1_KEYPOINT_ARGS["permakey"],
                                            runner.TABLE1_KEYPOINT_ARGS["transporter"]]
 
-    folder = tmp_path / "exp" / "probes" / "mspacman" / "seed0"
-    assert sorted(os.listdir(folder)) == sorted(f"{name}.json"
-                                                for name in probe_runs.PROBE_REPRESENTATIONS)
-    results = {name: experiments.read_json(str(folder / f"{name}.json"))
-               for name in probe_runs.PROBE_REPRESENTATIONS}
+    store = runner.RecordStore(str(tmp_path / "docs" / "probes_runs.json"))
+    records = store.read()
+    assert sorted(r["representation"] for r in records) == sorted(
+        probe_runs.PROBE_REPRESENTATIONS)
+    results = {r["representation"]: r for r in records}
     for name, (_, model, representation) in probe_runs.PROBE_REPRESENTATIONS.items():
         result = results[name]
         assert (result["representation"], result["model"], result["features"]) == (
@@ -105,25 +105,32 @@ def test_probes_measure_every_representation_once_and_tabulate_them(tmp_path, ke
     assert "96 training, 48 validation and 48 test frames" in table
     capsys.readouterr()
 
-    # A second call measures nothing and needs no keypoint run.
+    # A second call measures nothing and needs no keypoint run, even on a machine that
+    # has none of the run folders (another exp_root): the records are enough.
     def refuse(*args, **kwargs):
         raise AssertionError("nothing should be trained or extracted")
-    stamps = {path: os.path.getmtime(folder / path) for path in os.listdir(folder)}
+    written = (tmp_path / "docs" / "probes_runs.json").read_text()
     monkeypatch.setattr(runner, "train_keypoints", refuse)
     monkeypatch.setattr(probes, "extract", refuse)
-    run_probes(tmp_path)
+    run_probes(tmp_path, exp_root=str(tmp_path / "elsewhere"))
     assert "probes mspacman seed 0: every representation measured, skipped" in \
         capsys.readouterr().out
-    assert {path: os.path.getmtime(folder / path) for path in os.listdir(folder)} == stamps
+    assert (tmp_path / "docs" / "probes_runs.json").read_text() == written
+    assert (tmp_path / "docs" / "probes_table.md").read_text() == table
+    assert not os.path.exists(tmp_path / "elsewhere")
 
-    # A lost result is measured again from the cached features: no extraction.
-    os.remove(folder / "control.json")
+    # A lost record is measured again from the cached features: no extraction.
+    kept = [r for r in records if r["representation"] != "control"]
+    os.remove(store.path)
+    for record in kept:
+        store.add(record)
     calls.clear()
     monkeypatch.setattr(runner, "train_keypoints", fake_training(calls, keypoint_runs))
     run_probes(tmp_path)
     printed = capsys.readouterr().out
     assert "PermaKey: measured, skipped" in printed and printed.count("training the probes") == 1
-    again = experiments.read_json(str(folder / "control.json"))
+    again = store.find({"representation": "control"})
+    assert len(store.read()) == len(records)
     assert again["model_key"] == results["control"]["model_key"]
     assert again["extract_seconds"] == results["control"]["extract_seconds"]  # the cache's
 
