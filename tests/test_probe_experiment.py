@@ -1,7 +1,8 @@
 """make probes (experiments.py probes) on tiny keypoint runs: one record per
 representation, skipped by a second call (also where no run folder is left), features
-read from their cache when a result is measured again, a table whose numbers are those results', the keypoint runs of each
-seed in their own folder, and bad input as one line."""
+read from their cache when a result is measured again, a table whose numbers are those
+results', the keypoint runs of each seed in their own folder, and bad input as one
+line."""
 import os
 import re
 import shutil
