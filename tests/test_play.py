@@ -48,11 +48,14 @@ def test_start_keys_tell_equal_starts_apart_only_where_the_game_is_deterministic
 
 @pytest.fixture(scope="module")
 def greedy(tiny_pkey_run):
-    """policy_for(count): a greedy policy of an untrained PermaKey-GNN Q-network."""
+    """policy_for(count): a greedy policy of an untrained GNN Q-network over the control's
+    keypoints (fixed places on a PermaKey run's features: the frames still steer it, at a
+    fraction of PermaKey's cost per frame, which would dominate the suite here)."""
     tf.random.set_seed(0)
-    kp_model = keypoint_models.load_agent_keypoints(
+    permakey = keypoint_models.load_agent_keypoints(
         "permakey", tiny_pkey_run[1], "best",
         {"env": "mspacman", "num_keypoints": 3, "noise_type": "none"})
+    kp_model = keypoint_models.FixedKeypoints(permakey, 3)
     actor = agent.q_network(kp_model, "gnn", 1, 9)
     act = agent.make_act_fn(kp_model, actor, "gnn")
     return lambda count: play.greedy_policy(act, actor, count)
