@@ -7,7 +7,6 @@ a call on another machine continues from them), and the table of them.
 experiments.py's `probes` command runs it.
 """
 import hashlib
-import json
 import os
 
 import numpy as np
@@ -16,7 +15,7 @@ import runner
 import tables
 from common import ConfigError, as_list, counts_per
 from games import GAMES, canonical_env
-from run_folders import checkpoint_digest
+from run_folders import checkpoint_digest, normalise
 
 
 # Keypoint-model seeds per game when probe_seeds is None (issue 40).
@@ -98,29 +97,29 @@ def probe_keypoint_runs(game, seed, exp_root, recipes, extra_args):
 
 def probe_settings(probe_frames, probe_eval_frames, probe_data_seed, precision, protocol,
                    recipes, extra_args):
-    """What a probe result depends on besides its game, seed and representation: a result
-    file whose settings differ is measured again, and only results of the call's
-    settings are tabulated."""
+    """What a probe result depends on besides its game, seed and representation, as the
+    records store it (run_folders.normalise): a result recorded with other settings is
+    measured again, and only results of the call's settings are tabulated."""
     from probes import PROTOCOL
-    return {"probe_data": {"train": probe_frames, "eval": probe_eval_frames,
+    return normalise({"probe_data": {"train": probe_frames, "eval": probe_eval_frames,
                            "data_seed": probe_data_seed},
             "precision": precision, "protocol": dict(PROTOCOL, **protocol),
             "keypoints": {method: " ".join([recipes[method],
                                             *runner.TABLE1_KEYPOINT_ARGS[method],
                                             *extra_args[method]])
-                          for method in runner.METHODS}}
+                          for method in runner.METHODS}})
 
 
 def probe_key(game, seed, representation, settings):
-    """What identifies a probe result among the records (runner.RecordStore.find)."""
-    return {"game": game, "seed": seed, "representation": representation,
-            "settings": json.loads(json.dumps(settings))}
+    """What identifies a probe result among the records (runner.RecordStore.find);
+    `settings` as probe_settings gives them."""
+    return {"game": game, "seed": seed, "representation": representation, "settings": settings}
 
 
 def read_probe_results(store, settings):
-    """Every probe result of the records in `store` measured with `settings`."""
-    wanted = json.loads(json.dumps(settings))
-    return [result for result in store.read() if result.get("settings") == wanted]
+    """Every probe result of the records in `store` measured with `settings` (as
+    probe_settings gives them)."""
+    return [result for result in store.read() if result.get("settings") == settings]
 
 
 def weights_digest(model):

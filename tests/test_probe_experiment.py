@@ -206,3 +206,17 @@ def test_bad_input_is_one_line_before_any_work(tmp_path, one_line_error, updates
     config = {"exp_root": str(tmp_path / "exp"), "out_dir": str(tmp_path / "docs"), **updates}
     assert message in one_line_error(experiments.ex, "probes", config)
     assert not os.path.exists(tmp_path / "exp") and not os.path.exists(tmp_path / "docs")
+
+
+def test_malformed_records_stop_the_call_in_one_line_before_any_work(tmp_path, one_line_error):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "probes_runs.json").write_text('{"game": "mspacman"}\n')  # an object, not a list
+    config = dict(TINY_PROBES, exp_root=str(tmp_path / "exp"), out_dir=str(docs),
+                  probe_data_dir=str(tmp_path / "probe_data"))
+    message = one_line_error(experiments.ex, "probes", config)
+    assert "probes_runs.json: expected a JSON list of run records (not a list of objects)" \
+        in message
+    assert (docs / "probes_runs.json").read_text() == '{"game": "mspacman"}\n'  # untouched
+    assert sorted(os.listdir(docs)) == ["probes_runs.json"]
+    assert not os.path.exists(tmp_path / "exp") and not os.path.exists(tmp_path / "probe_data")
