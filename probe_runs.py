@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 import runner
+import stats
 import tables
 from common import ConfigError, as_list, counts_per
 from games import GAMES, canonical_env
@@ -255,14 +256,25 @@ def probes_table(results, date):
         for label, values in overall.items():
             if reference is None or label == PROBE_REPRESENTATIONS["permakey"][0]:
                 continue
-            gap = np.mean(reference) - np.mean(values)
-            if min(len(reference), len(values)) < 2:
+            gap = stats.welch_difference(reference, values)
+            if gap.low is None:
                 verdict = "one seed: no std to compare with"
             else:
                 spread = max(np.std(reference, ddof=1), np.std(values, ddof=1))
-                verdict = ("exceeds" if abs(gap) > spread else "within") + \
-                    f" the larger std ({spread:.2f})"
-            differences.append(f"- {title}: PermaKey minus {label}: {gap:+.2f} ({verdict}).")
+                verdict = (("exceeds" if abs(gap.difference) > spread else "within")
+                           + f" the larger std ({spread:.2f}); Welch "
+                           f"{100 * stats.LEVEL:.0f}% interval [{gap.low:+.2f}, "
+                           f"{gap.high:+.2f}]: {gap.verdict}")
+            differences.append(f"- {title}: PermaKey minus {label}: {gap.difference:+.2f} "
+                               f"({verdict}).")
+        counts = {len(values) for values in overall.values()}
+        detectable = stats.detectable_difference(stats.pooled_std(overall.values()),
+                                                 min(counts)) if counts else None
+        if detectable is not None:
+            differences.append(
+                f"- {title}: the smallest difference {min(counts)} seeds per representation "
+                f"detect (80% power, two-sided 5%, pooled seed std "
+                f"{stats.pooled_std(overall.values()):.3f}): {detectable:.2f}.")
     settings = results[0]["settings"] if results else {}
     data = settings.get("probe_data", {})
     machines = sorted({r["machine"] for r in results})
@@ -297,6 +309,7 @@ def probes_table(results, date):
     if missing:
         lines += [f"Planned (issue 40), not measured yet: {'; '.join(missing)}.", ""]
     if differences:
-        lines += ["Differences of the overall F1:", "", *differences, ""]
+        lines += ["Differences of the overall F1 (Welch's t over keypoint seeds: \"above\" or "
+                  "\"below\" only where the interval excludes 0):", "", *differences, ""]
     lines += [f"Machine: {machine}." for machine in machines]
     return "\n".join(lines) + "\n"
