@@ -16,6 +16,6 @@ def test_seeded_short_runs_end_with_the_recorded_weights(tmp_path):
         recorded = json.load(f)
     cpu = digest_runs.cpu_kind()
     if cpu not in recorded["by_cpu"]:
-        pytest.skip(f"no digests recorded for {cpu}: run `python tests/digest_runs.py` in a "
-                    f"checkout of {recorded['recorded_at_commit']} and add them")
+        pytest.skip(f"no digests recorded for {cpu}: run `python tests/digest_runs.py "
+                    f"CHECKOUT` with a checkout of {recorded['recorded_at_commit']} and add them")
     assert digest_runs.digests(str(tmp_path)) == recorded["by_cpu"][cpu]
