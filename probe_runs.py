@@ -263,18 +263,19 @@ def probes_table(results, date):
                 spread = max(np.std(reference, ddof=1), np.std(values, ddof=1))
                 verdict = (("exceeds" if abs(gap.difference) > spread else "within")
                            + f" the larger std ({spread:.2f}); Welch "
-                           f"{100 * stats.LEVEL:.0f}% interval [{gap.low:+.2f}, "
-                           f"{gap.high:+.2f}]: {gap.verdict}")
+                           f"{100 * stats.LEVEL:.0f}% interval [{gap.low:+.3f}, "
+                           f"{gap.high:+.3f}]: {gap.verdict}")
             differences.append(f"- {title}: PermaKey minus {label}: {gap.difference:+.2f} "
                                f"({verdict}).")
-        counts = {len(values) for values in overall.values()}
-        detectable = stats.detectable_difference(stats.pooled_std(overall.values()),
-                                                 min(counts)) if counts else None
+        seeds = min((len(values) for values in overall.values()), default=0)
+        spread = stats.pooled_std(overall.values())
+        detectable = stats.detectable_difference(spread, seeds)
         if detectable is not None:
             differences.append(
-                f"- {title}: the smallest difference {min(counts)} seeds per representation "
-                f"detect (80% power, two-sided 5%, pooled seed std "
-                f"{stats.pooled_std(overall.values()):.3f}): {detectable:.2f}.")
+                f"- {title}: the smallest difference {seeds} seeds per representation "
+                f"detect ({100 * stats.POWER:.0f}% power, two-sided "
+                f"{100 * (1 - stats.LEVEL):.0f}%, pooled seed std {spread:.3f}): "
+                f"{detectable:.2f}.")
     settings = results[0]["settings"] if results else {}
     data = settings.get("probe_data", {})
     machines = sorted({r["machine"] for r in results})

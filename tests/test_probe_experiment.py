@@ -185,11 +185,11 @@ def test_the_table_gives_mean_and_std_over_seeds_and_which_gaps_exceed_them():
     assert "| Seaquest | AtariARI ST-DIM (published; 210x160 gray) | — |" in table
     # PermaKey - random = 0.35 > max(0.14, 0.07); PermaKey - Transporter = 0.05 < 0.14
     # Welch: error sqrt(0.02/2 + 0.005/2) = 0.112 on 1.47 df, so even the gap that exceeds
-    # the std has an interval that holds 0
+    # the std has an interval that holds 0: half-width t_.975,1.47 (6.19) * 0.112 = 0.692
     assert "PermaKey minus PermaKey, random weights: +0.35 (exceeds the larger std (0.14); " \
-        "Welch 95% interval [-0.34, +1.04]: not distinguishable)" in table
+        "Welch 95% interval [-0.342, +1.042]: not distinguishable)" in table
     assert "PermaKey minus Transporter: +0.05 (within the larger std (0.14); Welch 95% " \
-        "interval [-0.64, +0.74]: not distinguishable)" in table
+        "interval [-0.642, +0.742]: not distinguishable)" in table
     # pooled std sqrt((0.02 + 0.005 + 0.005) / 3) = 0.1; (t_.975,2 + t_.8,2) * 0.1 * 1
     # = (4.303 + 1.061) * 0.1 = 0.54
     assert "the smallest difference 2 seeds per representation detect (80% power, " \
@@ -205,9 +205,9 @@ def test_a_gap_is_above_only_where_its_welch_interval_excludes_zero():
     results = [fake_result("mspacman", seed, name, value + 0.01 * seed, 0.3)
                for seed in range(3) for name, value in (("permakey", 0.5), ("control", 0.3))]
     table = probe_runs.probes_table(results, "2026-12-07")
-    # 0.20 +- t_.975,4 * sqrt(2 * 1e-4 / 3) = 0.20 +- 2.776 * 0.00816 = [0.18, 0.22]
+    # 0.20 +- t_.975,4 * sqrt(2 * 1e-4 / 3) = 0.20 +- 2.7764 * 0.008165 = [0.177, 0.223]
     assert "PermaKey minus Control: fixed places, PermaKey features: +0.20 (exceeds the " \
-        "larger std (0.01); Welch 95% interval [+0.18, +0.22]: above)." in table
+        "larger std (0.01); Welch 95% interval [+0.177, +0.223]: above)." in table
     # 3.035 * 0.01 (stats.detectable_difference's docstring)
     assert "3 seeds per representation detect (80% power, two-sided 5%, pooled seed std " \
         "0.010): 0.03." in table
