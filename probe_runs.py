@@ -268,13 +268,13 @@ def probes_table(results, date):
             differences.append(f"- {title}: PermaKey minus {label}: {gap.difference:+.2f} "
                                f"({verdict}).")
         seeds = min((len(values) for values in overall.values()), default=0)
-        spread = stats.pooled_std(overall.values())
-        detectable = stats.detectable_difference(spread, seeds)
+        pooled = stats.pooled_std(overall.values())
+        detectable = stats.detectable_difference(pooled, seeds)
         if detectable is not None:
             differences.append(
                 f"- {title}: the smallest difference {seeds} seeds per representation "
                 f"detect ({100 * stats.POWER:.0f}% power, two-sided "
-                f"{100 * (1 - stats.LEVEL):.0f}%, pooled seed std {spread:.3f}): "
+                f"{100 * (1 - stats.LEVEL):.0f}%, pooled seed std {pooled:.3f}): "
                 f"{detectable:.2f}.")
     settings = results[0]["settings"] if results else {}
     data = settings.get("probe_data", {})
