@@ -18,12 +18,13 @@ install: $(VENV)/.installed
 
 # The linter first (settings in pyproject.toml), then the suite, one pytest-xdist worker per
 # core this process may use (nproc; at most 4), each test file in one worker so its shared
-# tiny runs are made once. pytest exits 5 when it collects no tests: that is a broken
-# suite, not a pass.
+# tiny runs are made once; the 15 slowest tests are listed at the end (where the suite's
+# 10 minutes go). pytest exits 5 when it collects no tests: that is a broken suite, not a
+# pass.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 4 ? 4 : n )))
 test: install
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q tests -n $(TEST_WORKERS) --dist loadfile; rc=$$?; \
+	$(PY) -m pytest -q tests -n $(TEST_WORKERS) --dist loadfile --durations=15; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
 
 demo: install
