@@ -267,12 +267,12 @@ def probes_table(results, date):
                            f"{gap.high:+.3f}]: {gap.verdict}")
             differences.append(f"- {title}: PermaKey minus {label}: {gap.difference:+.2f} "
                                f"({verdict}).")
-        seeds = min((len(values) for values in overall.values()), default=0)
+        fewest_seeds = min((len(values) for values in overall.values()), default=0)
         pooled = stats.pooled_std(overall.values())
-        detectable = stats.detectable_difference(pooled, seeds)
+        detectable = stats.detectable_difference(pooled, fewest_seeds)
         if detectable is not None:
             differences.append(
-                f"- {title}: the smallest difference {seeds} seeds per representation "
+                f"- {title}: the smallest difference {fewest_seeds} seeds per representation "
                 f"detect ({100 * stats.POWER:.0f}% power, two-sided "
                 f"{100 * (1 - stats.LEVEL):.0f}%, pooled seed std {pooled:.3f}): "
                 f"{detectable:.2f}.")
